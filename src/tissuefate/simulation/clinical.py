@@ -1,0 +1,196 @@
+"""The simulated cohort's plan: who is in which group, who must be excluded and why, and
+clinical variables sampled to resemble the paper's Table (Yu et al. 2021)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+GROUPS = ("minimal", "partial", "major", "unknown")
+# Paper: 237 included = 52 minimal, 57 partial, 80 major, 48 unknown.
+PAPER_GROUP_COUNTS = {"minimal": 52, "partial": 57, "major": 80, "unknown": 48}
+EXCLUSION_REASONS = (
+    "no_confirmed_stroke",
+    "no_baseline_pwi_dwi",
+    "no_usable_followup",
+    "complete_reperfusion_at_baseline",
+)
+
+# Per group: male %, age mean/SD, hypertension %, diabetes %, dyslipidemia %, AF %,
+# treatment % (IV tPA only, direct thrombectomy, bridging, none), onset-to-treatment
+# median/IQR (h), NIHSS median/IQR, symptomatic haemorrhage %, 90-day mRS median/IQR.
+PAPER_TABLE = {
+    "minimal": dict(male=52, age=(64, 16), htn=75, dm=27, dlp=46, af=23, tx=(48, 15, 25, 12),
+                    ott=(5.8, 5.2, 6.3), nihss=(13, 8, 19), sich=13, mrs=(3, 2, 4)),
+    "major": dict(male=49, age=(66, 16), htn=63, dm=23, dlp=38, af=34, tx=(22, 36, 39, 3),
+                  ott=(5.8, 4.6, 7.8), nihss=(15, 9, 19), sich=10, mrs=(2, 1, 3)),
+    "partial": dict(male=44, age=(69, 14), htn=68, dm=26, dlp=53, af=37, tx=(37, 28, 28, 7),
+                    ott=(5.4, 4.6, 6.4), nihss=(16, 10, 19), sich=14, mrs=(4, 2, 5)),
+    "unknown": dict(male=35, age=(64, 17), htn=65, dm=23, dlp=28, af=28, tx=(31, 19, 35, 15),
+                    ott=(5.8, 4.9, 7.7), nihss=(14, 11, 19), sich=8, mrs=(3, 1, 4)),
+}
+TREATMENTS = ("iv_tpa_only", "direct_thrombectomy", "bridging", "none")
+
+# Reperfusion-rate targets (percent), kept clear of the 20 % and 80 % boundaries so that
+# resampling to native grids cannot move a patient across a group boundary.
+RATE_RANGES = {"minimal": (-10.0, 12.0), "partial": (30.0, 70.0), "major": (88.0, 99.0)}
+
+
+def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder allocation of ``n`` items in proportion to ``weights``."""
+    total = sum(weights.values())
+    exact = {k: n * w / total for k, w in weights.items()}
+    counts = {k: int(np.floor(v)) for k, v in exact.items()}
+    order = sorted(exact, key=lambda k: (-(exact[k] - counts[k]), list(weights).index(k)))
+    for k in order[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def _yes_no(rng, percent: float) -> str:
+    return "yes" if rng.random() < percent / 100.0 else "no"
+
+
+def _median_iqr(rng, median: float, q1: float, q3: float, low: float, high: float) -> float:
+    # Normal with the IQR's spread (IQR = 1.349 SD), skewed by using each half's own spread.
+    z = rng.standard_normal()
+    spread = (q3 - median) if z > 0 else (median - q1)
+    return float(np.clip(median + z * spread / 0.6745, low, high))
+
+
+def sample_clinical(rng: np.random.Generator, group: str) -> dict:
+    t = PAPER_TABLE.get(group, PAPER_TABLE["partial"])
+    treatment = TREATMENTS[int(rng.choice(4, p=np.asarray(t["tx"]) / sum(t["tx"])))]
+    ott = _median_iqr(rng, *t["ott"], low=1.0, high=23.0)
+    return {
+        "sex": "M" if rng.random() < t["male"] / 100 else "F",
+        "age": int(round(np.clip(rng.normal(*t["age"]), 18, 99))),
+        "hypertension": _yes_no(rng, t["htn"]),
+        "diabetes": _yes_no(rng, t["dm"]),
+        "dyslipidemia": _yes_no(rng, t["dlp"]),
+        "atrial_fibrillation": _yes_no(rng, t["af"]),
+        "treatment": treatment,
+        "onset_to_treatment_h": round(ott, 1) if treatment != "none" else np.nan,
+        "nihss_baseline": int(round(_median_iqr(rng, *t["nihss"], low=0, high=42))),
+        "symptomatic_hemorrhage": _yes_no(rng, t["sich"]),
+        "mrs_90d": int(round(_median_iqr(rng, *t["mrs"], low=0, high=6))),
+    }
+
+
+def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
+    """One row per simulated participant: intended group or exclusion, site, lesion knobs."""
+    from tissuefate.simulation.lesion import TERRITORIES
+    from tissuefate.simulation.protocol import SITES
+
+    rng = np.random.default_rng([seed, 0])
+    counts = allocate(int(sim_cfg["n_included"]), {g: float(PAPER_GROUP_COUNTS[g]) for g in GROUPS})
+    intended = [g for g in GROUPS for _ in range(counts[g])]
+    excluded = [r for r in EXCLUSION_REASONS for _ in range(int(sim_cfg["n_excluded"].get(r, 0)))]
+    rows = [{"simulated_group": g, "simulated_exclusion": "n/a"} for g in intended]
+    rows += [{"simulated_group": "n/a", "simulated_exclusion": r} for r in excluded]
+    order = rng.permutation(len(rows))
+    rows = [rows[i] for i in order]
+    width = max(3, len(str(len(rows))))
+    n_other = int(round(sim_cfg["fraction_other_followup"] * len(intended)))
+    other_idx = set(rng.choice([i for i, r in enumerate(rows) if r["simulated_exclusion"] == "n/a"],
+                               size=min(n_other, len(intended)), replace=False).tolist()) if n_other else set()
+    plan = []
+    territories = list(TERRITORIES)
+    for i, row in enumerate(rows):
+        prng = np.random.default_rng([seed, 1, i])
+        group = row["simulated_group"]
+        reason = row["simulated_exclusion"]
+        clinical_group = group if group != "n/a" else "partial"
+        entry = {
+            "participant_id": f"sub-{i + 1:0{width}d}",
+            "site": SITES[int(prng.integers(len(SITES)))].name,
+            **row,
+            **sample_clinical(prng, clinical_group),
+        }
+        side = "bilateral" if prng.random() < sim_cfg["fraction_bilateral"] else str(prng.choice(["left", "right"]))
+        collateral = float(prng.beta(2.0, 2.0))
+        if group == "minimal":
+            rate = float(prng.uniform(*RATE_RANGES["minimal"]))
+            reperfusion_fraction = float(np.clip(rate / 100.0, 0, 0.15))
+        elif group == "partial":
+            rate = float(prng.uniform(*RATE_RANGES["partial"]))
+            reperfusion_fraction = rate / 100.0
+        elif group == "major":
+            rate = 100.0 if prng.random() < 0.5 else float(prng.uniform(*RATE_RANGES["major"]))
+            reperfusion_fraction = min(rate / 100.0, 1.0)
+        else:  # unknown: reperfusion happened to some degree, but no 4-24 h study shows it
+            rate = float("nan")
+            reperfusion_fraction = float(prng.uniform(0, 1))
+        entry.update(
+            side=side,
+            territory=str(prng.choice(territories, p=[0.5, 0.25, 0.25])),
+            collateral=round(collateral, 4),
+            onset_to_imaging_h=round(float(np.clip(prng.lognormal(np.log(5.0), 0.5), 1.0, 23.0)), 2),
+            severity_scale=round(float(prng.uniform(0.9, 1.15)), 4),
+            radius_scale=round(float(prng.uniform(0.8, 1.1)), 4),
+            target_reperfusion_rate=rate,
+            reperfusion_fraction=round(reperfusion_fraction, 4),
+            followup="flair_30d" if i in other_idx else "flair_3to7d",
+            ischemic_stroke_confirmed="yes",
+            pwi_quality="good",
+            has_baseline_perfusion=True,
+            has_followup_perfusion=group in ("minimal", "partial", "major"),
+            has_final=True,
+        )
+        if reason == "no_confirmed_stroke":
+            # A stroke mimic: no occlusion, nothing at follow-up.
+            entry.update(ischemic_stroke_confirmed="no", severity_scale=0.0, has_followup_perfusion=False)
+        elif reason == "no_baseline_pwi_dwi":
+            # Half lack the perfusion study, half have one rated poor.
+            if sum(1 for e in plan if e["simulated_exclusion"] == reason) % 2 == 0:
+                entry.update(has_baseline_perfusion=False)
+            else:
+                entry.update(pwi_quality="poor")
+            entry.update(has_followup_perfusion=False)
+        elif reason == "no_usable_followup":
+            entry.update(has_final=False, has_followup_perfusion=bool(prng.random() < 0.5),
+                         target_reperfusion_rate=float(prng.uniform(0, 100)))
+        elif reason == "complete_reperfusion_at_baseline":
+            # The vessel reopened before imaging: a mild delay (no Tmax > 6 s) and a small core.
+            entry.update(severity_scale=0.22, has_followup_perfusion=False)
+        plan.append(entry)
+    return pd.DataFrame(plan)
+
+
+PARTICIPANT_COLUMNS = (
+    "participant_id", "site", "sex", "age", "hypertension", "diabetes", "dyslipidemia",
+    "atrial_fibrillation", "treatment", "onset_to_treatment_h", "nihss_baseline",
+    "symptomatic_hemorrhage", "mrs_90d", "ischemic_stroke_confirmed", "pwi_quality",
+)
+
+PARTICIPANTS_JSON = {
+    "participant_id": {"Description": "Participant label"},
+    "site": {"Description": "Acquisition site (protocol)"},
+    "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
+    "age": {"Description": "Age at stroke", "Units": "years"},
+    "hypertension": {"Description": "History of hypertension", "Levels": {"yes": "yes", "no": "no"}},
+    "diabetes": {"Description": "History of diabetes mellitus", "Levels": {"yes": "yes", "no": "no"}},
+    "dyslipidemia": {"Description": "History of dyslipidemia", "Levels": {"yes": "yes", "no": "no"}},
+    "atrial_fibrillation": {"Description": "Atrial fibrillation", "Levels": {"yes": "yes", "no": "no"}},
+    "treatment": {
+        "Description": "Acute treatment",
+        "Levels": {
+            "iv_tpa_only": "intravenous tPA only",
+            "direct_thrombectomy": "thrombectomy without tPA",
+            "bridging": "intravenous tPA followed by thrombectomy",
+            "none": "no reperfusion treatment",
+        },
+    },
+    "onset_to_treatment_h": {"Description": "Time from symptom onset to treatment (n/a if untreated)", "Units": "hours"},
+    "nihss_baseline": {"Description": "NIH Stroke Scale at admission", "Units": "points (0-42)"},
+    "symptomatic_hemorrhage": {"Description": "Symptomatic intracranial hemorrhage", "Levels": {"yes": "yes", "no": "no"}},
+    "mrs_90d": {"Description": "Modified Rankin Scale at 90 days", "Units": "points (0-6)"},
+    "ischemic_stroke_confirmed": {
+        "Description": "Ischemic stroke confirmed on follow-up imaging (exclusion criterion 1 if no)",
+        "Levels": {"yes": "yes", "no": "no"},
+    },
+    "pwi_quality": {
+        "Description": "Quality of the baseline perfusion study (exclusion criterion 2 if poor)",
+        "Levels": {"good": "usable", "poor": "not usable"},
+    },
+}
