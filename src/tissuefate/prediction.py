@@ -1,0 +1,151 @@
+"""A trained model applied to a participant: an infarct probability map in MNI space.
+
+The map has the grid and affine of the participant's preprocessed maps, holds the sigmoid
+of the model's logits inside the coverage mask and 0 outside (METHOD.md section 4: only
+voxels with diffusion and perfusion coverage are predicted). Mapping back to the patient's
+native space belongs to preprocessing (it owns the inverse transform).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from tissuefate.dataset import ParticipantVolumes, SliceDataset, load_participant
+from tissuefate.io.atomic import atomic_path
+from tissuefate.io.nifti import save_image
+from tissuefate.model import AttentionUNet2p5D, load_model
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def predict_volume(
+    model: AttentionUNet2p5D,
+    volumes: ParticipantVolumes,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Probability per voxel, in the NIfTI file's voxel order; 0 outside coverage."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    data = SliceDataset([volumes], model.config.n_slices, model.config.size_multiple, device=device)
+    prob = torch.zeros(data.coverage.shape, dtype=torch.float32, device=device)
+    index = data.sample_slices
+    for start in range(0, len(index), batch_size):
+        idx = index[start : start + batch_size]
+        x, cov, _ = data.batch(idx)
+        with _autocast(device):
+            logits = model(x)
+        prob[idx] = torch.sigmoid(logits[:, 0].float()) * cov
+    return volumes.to_file_grid(data.unpad(prob.cpu().numpy(), 0))
+
+
+def predict_participant(
+    model_path: str | Path,
+    label: str,
+    results: str | Path,
+    out_path: str | Path,
+    *,
+    model: AttentionUNet2p5D | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> nib.Nifti1Image:
+    """Predict one participant with the model in ``model_path``; write the map atomically.
+
+    ``model``: an already loaded model (skips reading ``model_path`` again).
+    """
+    if model is None:
+        model = load_model(model_path)
+    volumes = load_participant(results, label, with_target=False)
+    prob = predict_volume(model, volumes, batch_size=batch_size, device=device)
+    save_image(prob.astype(np.float32), volumes.affine, out_path)
+    return nib.load(str(out_path))
+
+
+def predict_participants(
+    model_path: str | Path,
+    labels: list[str],
+    results: str | Path,
+    out_paths: list[str | Path],
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> list[Path]:
+    """One prediction rule per model: every listed participant through the same model."""
+    if len(labels) != len(out_paths):
+        raise ValueError(f"{len(labels)} participants but {len(out_paths)} output paths")
+    if threads:
+        torch.set_num_threads(int(threads))
+    model = load_model(model_path)
+    for label, out in zip(labels, out_paths):
+        predict_participant(model_path, label, results, out, model=model, device=device)
+    return [Path(p) for p in out_paths]
+
+
+@torch.no_grad()
+def save_attention_map(
+    model_path: str | Path,
+    label: str,
+    results: str | Path,
+    out_png: str | Path,
+    *,
+    gate: int = -1,
+    title: str = "",
+) -> Path:
+    """A report figure: Tmax, DWI, one attention gate's coefficients and the prediction.
+
+    The axial slice is the one with the largest predicted lesion (else the most coverage);
+    ``gate``: which attention gate, -1 the finest (full resolution), 0 the coarsest.
+    """
+    from matplotlib.figure import Figure
+
+    from tissuefate.io.derivatives import CHANNELS
+
+    model = load_model(model_path)
+    volumes = load_participant(results, label, with_target=False)
+    data = SliceDataset([volumes], model.config.n_slices, model.config.size_multiple)
+    index = data.sample_slices
+    probs, alphas = [], []
+    for start in range(0, len(index), 16):
+        x, cov, _ = data.batch(index[start : start + 16])
+        logits, att = model(x, return_attention=True)
+        probs.append(torch.sigmoid(logits[:, 0]) * cov)
+        alphas.append(torch.nn.functional.interpolate(att[gate], size=x.shape[-2:], mode="bilinear")[:, 0])
+    prob, alpha = torch.cat(probs), torch.cat(alphas)
+    score = (prob > 0.5).flatten(1).sum(1).float()
+    if float(score.max()) == 0:
+        score = data.coverage[index].flatten(1).sum(1)
+    k = int(torch.argmax(score))
+    a, b = data.in_plane[0]
+
+    def show(img: torch.Tensor) -> np.ndarray:
+        # Rows: the L-R axis horizontal, superior-anterior up, as radiologists view axial slices.
+        arr = img[:a, :b].numpy()
+        return np.rot90(arr if data.lr_dim == -2 else arr.T)
+
+    centre = int(index[k])
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    axes = fig.subplots(1, 4)
+    panels = [
+        (data.inputs[centre, CHANNELS.index("Tmax")], "Tmax (normalized)", "magma", None),
+        (data.inputs[centre, CHANNELS.index("DWI")], "DWI (normalized)", "gray", None),
+        (alpha[k], f"attention gate {gate} (alpha)", "viridis", (0, 1)),
+        (prob[k], "infarct probability", "hot", (0, 1)),
+    ]
+    for ax, (img, name, cmap, lim) in zip(axes, panels):
+        im = ax.imshow(show(img), cmap=cmap, vmin=None if lim is None else lim[0], vmax=None if lim is None else lim[1])
+        ax.set_title(name)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    z = centre - data.slice_ranges[0][0]
+    fig.suptitle(f"{title or Path(model_path).parent.name}: sub-{volumes.label}, axial slice {z}")
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return out_png

@@ -1,0 +1,228 @@
+"""Training: it learns a synthetic lesion, is deterministic, resumes, freezes, refuses bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tissuefate.errors import InputError
+from tissuefate.io.derivatives import MAP_NAMES, final_infarct_mask, preproc_map, preproc_mask
+from tissuefate.model import AttentionUNet2p5D, ModelConfig
+from tissuefate.training import evaluate, masked_loss, train, training_outputs
+
+GRID = (24, 28, 12)  # x (L-R), y, z (axial)
+TINY = {"widths": [8, 16, 32]}
+FAST = {"epochs": 12, "batch_size": 8, "learning_rate": 3e-3, "threads": 1}
+
+
+def write_participant(results: Path, label: str, seed: int, shape=GRID, with_target: bool = True) -> np.ndarray:
+    """Write one participant's preprocessing derivatives: a lesion bright on DWI, dark on ADC,
+    inside a larger Tmax lesion; noise everywhere. Returns the lesion mask (the target)."""
+    rng = np.random.default_rng(seed)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = [-48, -56, -24]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
+    centre = np.array([rng.uniform(6, shape[0] - 6), rng.uniform(6, shape[1] - 6), rng.uniform(3, shape[2] - 3)])
+    radii = np.array([rng.uniform(3, 5), rng.uniform(3, 5), rng.uniform(2, 3)])
+    r = np.sqrt((((grid - centre) / radii) ** 2).sum(-1))
+    lesion = r <= 1.0
+    hypoperfused = r <= 1.8
+    coverage = np.zeros(shape, bool)
+    coverage[1:-1, 1:-1, 1:-1] = True
+    noise = lambda: rng.normal(0, 0.15, shape)  # noqa: E731
+    maps = {
+        "DWI": 1.0 + 0.9 * lesion + noise(),
+        "ADC": 1.0 - 0.45 * lesion + noise(),
+        "Tmax": 1.0 + 2.0 * hypoperfused + noise(),
+        "MTT": 1.0 + 0.8 * hypoperfused + noise(),
+        "CBF": 1.0 - 0.5 * hypoperfused + noise(),
+        "CBV": 1.0 - 0.2 * lesion + noise(),
+    }
+    for name in MAP_NAMES:
+        _save(maps[name] * coverage, affine, preproc_map(results, label, name))
+    _save(hypoperfused & coverage, affine, preproc_mask(results, label, "tmax6s"))
+    _save((maps["ADC"] < 0.75) & coverage, affine, preproc_mask(results, label, "adc620"))
+    _save(coverage, affine, preproc_mask(results, label, "coverage"))
+    _save(np.ones(shape, bool), affine, preproc_mask(results, label, "brain"))
+    if with_target:
+        _save(lesion, affine, final_infarct_mask(results, label))
+    return lesion
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), affine), str(path))
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory) -> tuple[Path, list[str]]:
+    results = tmp_path_factory.mktemp("results")
+    labels = [f"{i:03d}" for i in range(1, 11)]
+    for i, label in enumerate(labels):
+        write_participant(results, label, seed=100 + i)
+    return results, labels
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="session")
+def reference_run(cohort, tmp_path_factory) -> Path:
+    """A short uninterrupted run: the baseline for determinism, resume and fine-tuning."""
+    results, labels = cohort
+    out = tmp_path_factory.mktemp("reference")
+    return train(TINY, labels[:6], labels[6:8], out, dict(FAST, epochs=3), results=results)
+
+
+def test_it_learns_the_synthetic_lesion(cohort, tmp_path):
+    results, labels = cohort
+    model_path = train(TINY, labels[:6], labels[6:8], tmp_path / "run", dict(FAST, epochs=8), results=results)
+    from tissuefate.dataset import load_dataset
+    from tissuefate.model import load_model
+    from tissuefate.training import training_config
+
+    held_out = load_dataset(results, labels[8:], 5, 4)
+    cfg, cpu = training_config({}), torch.device("cpu")
+    _, trained = evaluate(load_model(model_path), held_out, cfg, cpu)
+    torch.manual_seed(0)
+    _, untrained = evaluate(AttentionUNet2p5D(ModelConfig(**TINY)), held_out, cfg, cpu)
+    assert trained.mean() > 0.7, trained
+    assert trained.mean() > untrained.mean() + 0.4, (trained, untrained)
+
+
+def test_outputs_and_record(reference_run, cohort):
+    out = training_outputs(reference_run.parent)
+    assert out["model"].exists() and out["curves_png"].read_bytes()[:4] == b"\x89PNG"
+    assert not out["checkpoint"].exists(), "the resume checkpoint is removed once model.pt is written"
+    curves = pd.read_csv(out["curves_tsv"], sep="\t")
+    assert list(curves.columns) == ["epoch", "train_loss", "val_loss", "val_dice"]
+    assert curves["epoch"].tolist() == [1, 2, 3]
+    ckpt = torch.load(out["model"], map_location="cpu", weights_only=True)
+    assert ckpt["architecture"]["widths"] == TINY["widths"]
+    assert ckpt["training"]["best_epoch"] == int(curves["val_dice"].idxmax()) + 1
+    assert ckpt["training"]["best_val_dice"] == pytest.approx(curves["val_dice"].max())
+    assert ckpt["training"]["train_ids"] == cohort[1][:6]
+
+
+def test_training_is_deterministic_on_cpu(reference_run, cohort, tmp_path):
+    results, labels = cohort
+    again = train(TINY, labels[:6], labels[6:8], tmp_path / "again", dict(FAST, epochs=3), results=results)
+    assert _same_weights(_state(reference_run), _state(again))
+    assert (tmp_path / "again" / "curves.tsv").read_text() == (reference_run.parent / "curves.tsv").read_text()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_gives_the_same_model(reference_run, cohort, tmp_path):
+    results, labels = cohort
+    out = tmp_path / "killed"
+
+    def kill(epoch, row):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(TINY, labels[:6], labels[6:8], out, dict(FAST, epochs=3), results=results, on_epoch_end=kill)
+    assert not (out / "model.pt").exists(), "no model before training finished"
+    assert (out / "checkpoint" / "last.pt").exists()
+    epochs_run = []
+    train(TINY, labels[:6], labels[6:8], out, dict(FAST, epochs=3), results=results,
+          on_epoch_end=lambda e, r: epochs_run.append(e))
+    assert epochs_run == [3], "resumed after the last checkpoint"
+    assert _same_weights(_state(reference_run), _state(out / "model.pt"))
+    assert (out / "curves.tsv").read_text() == (reference_run.parent / "curves.tsv").read_text()
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(reference_run, cohort, tmp_path):
+    results, labels = cohort
+    out = tmp_path / "changed"
+
+    def kill(epoch, row):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(TINY, labels[:6], labels[6:8], out, dict(FAST, epochs=3, learning_rate=1e-2), results=results, on_epoch_end=kill)
+    epochs_run = []
+    train(TINY, labels[:6], labels[6:8], out, dict(FAST, epochs=3), results=results,
+          on_epoch_end=lambda e, r: epochs_run.append(e))
+    assert epochs_run == [1, 2, 3]
+    assert _same_weights(_state(reference_run), _state(out / "model.pt"))
+
+
+def test_fine_tuning_keeps_the_encoder_and_trains_the_decoder(reference_run, cohort, tmp_path):
+    results, labels = cohort
+    tuned = train(None, labels[6:9], labels[9:], tmp_path / "tuned", dict(FAST, epochs=2), results=results,
+                  pretrained=reference_run, freeze_encoder=True)
+    before, after = _state(reference_run), _state(tuned)
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert any(k.endswith("running_mean") for k in encoder)
+    for k in encoder:  # weights and batch-norm statistics alike
+        assert torch.equal(before[k], after[k]), k
+    changed = [k for k in decoder if k.endswith("weight") and not torch.equal(before[k], after[k])]
+    assert len(changed) > len(decoder) // 4
+    record = torch.load(tuned, map_location="cpu", weights_only=True)["training"]
+    assert record["freeze_encoder"] and record["pretrained"] == str(reference_run)
+
+
+def test_masked_loss_ignores_voxels_outside_coverage():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=g)
+    target = (torch.rand(2, 8, 8, generator=g) > 0.7).float()
+    coverage = torch.zeros(2, 8, 8)
+    coverage[:, 2:6, 2:6] = 1
+    other = logits.clone()
+    other[:, :, :2] = 50.0
+    assert torch.equal(masked_loss(logits, target, coverage), masked_loss(other, target, coverage))
+    inside = logits.clone()
+    inside[:, :, 3, 3] += 5
+    assert not torch.equal(masked_loss(logits, target, coverage), masked_loss(inside, target, coverage))
+
+
+def _nothing_written(out: Path) -> bool:
+    return not out.exists() or not any(out.rglob("*"))
+
+
+def test_missing_pretrained_model_is_a_clear_error(cohort, tmp_path):
+    results, labels = cohort
+    missing = tmp_path / "pretrain" / "model.pt"
+    with pytest.raises(InputError, match="pretrained model is missing") as err:
+        train(TINY, labels[:2], labels[2:3], tmp_path / "out", FAST, results=results, pretrained=missing, freeze_encoder=True)
+    assert str(missing) in str(err.value) and "Fix:" in str(err.value)
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(reference_run, cohort, tmp_path):
+    results, labels = cohort
+    with pytest.raises(InputError, match="another architecture") as err:
+        train({"widths": [8, 16]}, labels[:2], labels[2:3], tmp_path / "out", FAST, results=results,
+              pretrained=reference_run, freeze_encoder=True)
+    assert str(reference_run) in str(err.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(InputError, match="not a tissuefate"):
+        train(None, labels[:2], labels[2:3], tmp_path / "out", FAST, results=results, pretrained=foreign, freeze_encoder=True)
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_no_eligible_patients_is_a_clear_error(cohort, tmp_path):
+    results, labels = cohort
+    with pytest.raises(InputError, match="no eligible patients"):
+        train(TINY, [], labels[:1], tmp_path / "out", FAST, results=results, title="separate/ischemic_core/fold-1")
+    with pytest.raises(InputError, match="no validation patients"):
+        train(TINY, labels[:1], [], tmp_path / "out", FAST, results=results)
+    with pytest.raises(InputError, match="missing"):
+        train(TINY, labels[:1] + ["999"], labels[1:2], tmp_path / "out", FAST, results=results)
+    assert _nothing_written(tmp_path / "out")
