@@ -25,7 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from tissuefate.errors import InputError
-from tissuefate.io.atomic import atomic_path, atomic_write_text
+from tissuefate.io.atomic import atomic_write_text
+from tissuefate.io.tables import read_tsv, write_tsv  # noqa: F401  (re-exported for callers)
 from tissuefate.metrics import APPROACH_ORDER, REPERFUSION_GROUP_ORDER, TARGET_ORDER
 
 QUANTILE_METHOD = "linear"
@@ -351,26 +352,6 @@ def mismatch_summary(
 
 
 # --- writing ---------------------------------------------------------------------------
-
-
-def write_tsv(df: pd.DataFrame, path: str | Path, columns: Sequence[str] | None = None,
-              float_format: str = "%.6g") -> None:
-    """Write a table byte-reproducibly: given column order, ``%.6g`` floats, ``n/a`` for missing,
-    ``\\n`` line ends, -0 written as 0; the file appears whole or not at all."""
-    cols = list(columns) if columns is not None else list(df.columns)
-    _require(df, cols, "the table to write")
-    out = df.loc[:, cols].copy()
-    for c in out.columns:
-        if pd.api.types.is_float_dtype(out[c]):
-            out[c] = out[c] + 0.0  # -0.0 + 0.0 == +0.0
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, float_format=float_format, na_rep="n/a", lineterminator="\n")
-
-
-def read_tsv(path: str | Path) -> pd.DataFrame:
-    """Read a table written by ``write_tsv`` (participant ids stay text)."""
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
-                       dtype={"participant_id": str, "agreement": str, "compared_with": str})
 
 
 # --- Markdown, laid out like the paper -------------------------------------------------

@@ -366,7 +366,9 @@ def train_job(
     patients = job_patients(load_splits(splits_path), approach, target, fold)
     if approach == "pretraining" and pretrained is None:
         raise ValueError("approach 'pretraining' fine-tunes the pretrained model: pass pretrained=<pretrain model.pt>")
-    cfg = {"seed": config.get("seed", DEFAULTS["seed"]), **(config.get("training") or {})}
+    # training.resources (gpus, mem_mb, runtime, threads of the rule) is the workflow's, not ours.
+    training = {k: v for k, v in (config.get("training") or {}).items() if k != "resources"}
+    cfg = {"seed": config.get("seed", DEFAULTS["seed"]), **training}
     if threads is not None:
         cfg["threads"] = threads
     title = "pretrain" if approach == "pretrain" else f"{approach}/{target}/fold-{fold}"

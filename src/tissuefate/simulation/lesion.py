@@ -43,6 +43,9 @@ class LesionParams:
     reperfusion_fraction: float  # 0 none .. 1 complete, drives the final infarct
     centre_jitter_mm: tuple[float, float, float]
     radius_scale: float
+    # A small infarct that exists whatever the severity (a vessel that reopened before
+    # imaging still leaves a small core): the most severe voxels up to this volume.
+    guaranteed_infarct_ml: float = 0.0
 
 
 @dataclass
@@ -113,12 +116,6 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
     core = (s > threshold) & anat.brain & (anat.csf < 0.6)
     core_depth = np.where(core, core_depth, 0).astype(np.float32)
 
-    # Diffusion: ADC falls with core depth; the shallow core stays above 620 x 10^-6 mm^2/s,
-    # so the clinical threshold misses part of it, as in real patients.
-    adc = _mix(anat, ADC_UM2_PER_S)
-    adc = adc * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.20 + 0.36 * core_depth), 1.0)
-    b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * core_depth, 1.0)
-
     # Final infarct. Hypoperfused tissue dies by a non-linear function of CBF deficit,
     # collaterals and tissue type; reperfusion salvages most of it.
     r = float(np.clip(p.reperfusion_fraction, 0, 1))
@@ -130,6 +127,21 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
     penumbra_dies = risk > 0.5
     core_survives = rng.random(anat.shape) < 0.02  # rare core reversal
     final = ((core & ~core_survives) | penumbra_dies) & anat.brain & (anat.csf < 0.6)
+
+    if p.guaranteed_infarct_ml > 0:
+        k = int(np.ceil(p.guaranteed_infarct_ml / (anat.resolution_mm**3 / 1000.0)))
+        eligible = np.where(anat.brain & (anat.csf < 0.6), s, -1.0).ravel()
+        extra = np.zeros(anat.shape, dtype=bool)
+        extra.flat[np.argsort(eligible, kind="stable")[-k:]] = True
+        core_depth = np.where(extra & ~core, 0.5, core_depth).astype(np.float32)
+        core = core | extra
+        final = final | extra
+
+    # Diffusion: ADC falls with core depth; the shallow core stays above 620 x 10^-6 mm^2/s,
+    # so the clinical threshold misses part of it, as in real patients.
+    adc = _mix(anat, ADC_UM2_PER_S)
+    adc = adc * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.20 + 0.36 * core_depth), 1.0)
+    b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * core_depth, 1.0)
 
     flair = _mix(anat, FLAIR_SIGNAL)
     flair = np.where(final, np.maximum(flair, 1.0) * 1.55, flair)

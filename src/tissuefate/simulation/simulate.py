@@ -91,6 +91,10 @@ def _write(path: Path, data, affine, sidecar: dict | None = None, dtype=np.float
         path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
+def _text(value) -> str:
+    return "n/a" if isinstance(value, float) and np.isnan(value) else str(value)
+
+
 def simulate_participant(config: dict, bids_root: str | Path, participant: str) -> None:
     """Simulate and write one participant (raw images, lesion mask, truth)."""
     bids_root = Path(bids_root)
@@ -116,6 +120,7 @@ def simulate_participant(config: dict, bids_root: str | Path, participant: str) 
         reperfusion_fraction=float(row["reperfusion_fraction"]),
         centre_jitter_mm=tuple(rng.uniform(-5, 5, 3)),
         radius_scale=float(row["radius_scale"]),
+        guaranteed_infarct_ml=2.0 if row["simulated_exclusion"] == "complete_reperfusion_at_baseline" else 0.0,
     )
     maps = simulate_lesion(anat, params, rng)
     pose = random_pose(anat, rng, sim["max_rotation_deg"], sim["max_shift_mm"], sim["deformation_mm"])
@@ -225,8 +230,8 @@ def simulate_participant(config: dict, bids_root: str | Path, participant: str) 
             "reperfusion_fraction": params.reperfusion_fraction,
             "target_reperfusion_rate": float(row["target_reperfusion_rate"]),
             "achieved_reperfusion_rate_mni": achieved,
-            "simulated_group": str(row["simulated_group"]),
-            "simulated_exclusion": str(row["simulated_exclusion"]),
+            "simulated_group": _text(row["simulated_group"]),
+            "simulated_exclusion": _text(row["simulated_exclusion"]),
             "pose_scanner_to_mni": pose.matrix.tolist(),
             "mni_resolution_mm": anat.resolution_mm,
             "final_infarct_ml_mni": float(maps.final_infarct.sum() * voxel_ml),

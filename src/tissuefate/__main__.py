@@ -1,0 +1,5 @@
+import sys
+
+from tissuefate.cli import main
+
+sys.exit(main())

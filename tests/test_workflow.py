@@ -1,0 +1,89 @@
+"""End-to-end: the Snakemake DAG on config/ci.yaml, and a run on broken data."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+pytestmark = pytest.mark.slow
+
+
+def workflow_copy(dst: Path) -> Path:
+    """The workflow's own files (the package is installed) in a fresh folder."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
+    for folder in ("workflow", "config", "profiles", "envs"):
+        if (REPO / folder).exists():
+            shutil.copytree(REPO / folder, dst / folder, symlinks=False)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory) -> Path:
+    workdir = workflow_copy(tmp_path_factory.mktemp("workflow") / "repo")
+    proc = snakemake(workdir, "--configfile", "config/ci.yaml")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir
+
+
+def test_lint_is_clean(tmp_path):
+    workdir = workflow_copy(tmp_path / "repo")
+    proc = subprocess.run([SNAKEMAKE, "--lint", "--configfile", "config/ci.yaml"], cwd=workdir,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout, proc.stdout
+
+
+def test_ci_study_cohort(ci_run):
+    cohort = pd.read_csv(ci_run / "results/cohort/participants.tsv", sep="\t", keep_default_na=False)
+    plan = pd.read_csv(ci_run / "resources/ci_bids/derivatives/simulation/plan.tsv", sep="\t", keep_default_na=False)
+    merged = cohort.merge(plan[["participant_id", "simulated_group", "simulated_exclusion"]], on="participant_id")
+    assert len(merged) == len(plan) == 16
+    excluded = merged[merged.simulated_exclusion != "n/a"]
+    assert (excluded.exclusion_reason == excluded.simulated_exclusion).all()
+    included = merged[merged.simulated_exclusion == "n/a"]
+    assert (included.reperfusion_group == included.simulated_group).all()
+    table = pd.read_csv(ci_run / "results/cohort/table1.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert table.iloc[0]["all"] == str(len(included))
+    assert (ci_run / "results/cohort/flow.png").stat().st_size > 10_000
+    assert "Clinical and imaging information" in (ci_run / "results/cohort/table1.md").read_text()
+
+
+def test_nothing_to_do_on_a_second_run(ci_run):
+    proc = snakemake(ci_run, "--configfile", "config/ci.yaml", "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_input_stops_with_a_clear_message_and_no_partial_results(ci_run, tmp_path):
+    workdir = workflow_copy(tmp_path / "repo")
+    bids = tmp_path / "data"
+    shutil.copytree(ci_run / "resources/ci_bids", bids)
+    cohort = pd.read_csv(ci_run / "results/cohort/participants.tsv", sep="\t", keep_default_na=False)
+    label = cohort.loc[cohort.included.astype(str) == "True", "participant_id"].iloc[0]
+    broken = bids / label / "ses-baseline" / "perf" / f"{label}_ses-baseline_CBF.nii.gz"
+    broken.unlink()
+    before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
+    (workdir / "mydata.yaml").write_text(f"dataset:\n  simulate: false\n  bids_dir: {bids}\n")
+    proc = snakemake(workdir, "--configfile", "config/ci.yaml", "mydata.yaml")
+    assert proc.returncode != 0
+    log = proc.stdout + proc.stderr
+    assert f"{label}: {broken}: the baseline CBF map is missing" in log
+    assert "Fix:" in log
+    assert not (workdir / "results/cohort/participants.tsv").exists()
+    assert not (workdir / f"results/cohort/{label}").exists() or not any((workdir / f"results/cohort/{label}").iterdir())
+    assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before

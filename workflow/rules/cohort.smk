@@ -1,0 +1,47 @@
+# The study's cohort (METHOD.md sections 2-3): exclusions, reperfusion groups, Table 1, flow.
+
+
+rule review_participant:
+    input:
+        unpack(participant_inputs),
+        participants=f"{BIDS}/participants.tsv",
+    output:
+        f"{RESULTS}/cohort/sub-{{subject}}/sub-{{subject}}_review.json",
+    log:
+        f"{LOGS}/cohort/sub-{{subject}}.log",
+    group:
+        "patient"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/review_participant.py"
+
+
+rule cohort:
+    input:
+        reviews=expand(rules.review_participant.output, subject=SUBJECTS),
+        participants=f"{BIDS}/participants.tsv",
+    output:
+        participants=f"{RESULTS}/cohort/participants.tsv",
+        table1=f"{RESULTS}/cohort/table1.tsv",
+        table1_md=f"{RESULTS}/cohort/table1.md",
+        flow=report(
+            f"{RESULTS}/cohort/flow.png",
+            caption="../report/flow.rst",
+            category="Cohort",
+        ),
+    log:
+        f"{LOGS}/cohort/cohort.log",
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/cohort.py"

@@ -1,0 +1,40 @@
+# The simulated cohort (docs/simulation.md): the plan first, then each participant on its own.
+
+
+rule simulate_plan:
+    output:
+        participants=f"{BIDS}/participants.tsv",
+        sidecar=f"{BIDS}/participants.json",
+        description=f"{BIDS}/dataset_description.json",
+        plan=f"{BIDS}/derivatives/simulation/plan.tsv",
+    log:
+        f"{LOGS}/simulate_plan.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/simulate_plan.py"
+
+
+rule simulate_participant:
+    input:
+        plan=rules.simulate_plan.output.plan,
+    output:
+        raw=directory(f"{BIDS}/sub-{{subject}}"),
+        lesions=directory(f"{BIDS}/derivatives/lesions/sub-{{subject}}"),
+        truth=directory(f"{BIDS}/derivatives/simulation/sub-{{subject}}"),
+    log:
+        f"{LOGS}/simulate/sub-{{subject}}.log",
+    group:
+        "patient"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/simulate_participant.py"
