@@ -226,3 +226,24 @@ def test_no_eligible_patients_is_a_clear_error(cohort, tmp_path):
     with pytest.raises(InputError, match="missing"):
         train(TINY, labels[:1] + ["999"], labels[1:2], tmp_path / "out", FAST, results=results)
     assert _nothing_written(tmp_path / "out")
+
+
+def test_train_job_reads_its_patients_from_the_splits(cohort, tmp_path):
+    import json
+
+    from tissuefate.training import train_job
+
+    results, labels = cohort
+    folds = [{"train": labels[:3], "val": labels[3:4], "test": labels[4:5]}] * 5
+    splits = {"pretraining": {"train": labels[5:8], "val": labels[8:9]}, "tissue_at_risk": {"folds": folds},
+              "ischemic_core": {"folds": folds}}
+    (tmp_path / "splits.json").write_text(json.dumps(splits))
+    config = {"seed": 1, "results_dir": str(results), "model": TINY,
+              "training": dict(FAST, epochs=1, resources={"gpus": 0})}
+    pre = train_job(config, tmp_path / "splits.json", tmp_path / "pretrain", "pretrain")
+    assert torch.load(pre, weights_only=True)["training"]["train_ids"] == labels[5:8]
+    with pytest.raises(ValueError, match="pretrained"):
+        train_job(config, tmp_path / "splits.json", tmp_path / "ft", "pretraining", "tissue_at_risk", 1)
+    tuned = train_job(config, tmp_path / "splits.json", tmp_path / "ft", "pretraining", "tissue_at_risk", 1, pretrained=pre)
+    record = torch.load(tuned, weights_only=True)["training"]
+    assert record["freeze_encoder"] and record["train_ids"] == labels[:3] and record["title"] == "pretraining/tissue_at_risk/fold-1"
