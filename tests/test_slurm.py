@@ -1,0 +1,403 @@
+"""Runs workflows through a real Slurm cluster with `snakemake --profile profiles/slurm`.
+
+Needs the single-node cluster of `.ci/slurm/setup.sh` (or any Slurm cluster whose
+default partition can run a job asking for `--gpus=1`); every test is skipped with the
+reason when `sinfo` is missing or no node is up. Nothing here is mocked: the jobs are
+submitted with sbatch, their IDs are read back from the plugin's logs and looked up
+with `squeue --states=all` / `scontrol show job`.
+
+Timings for CI come from the profile's environment variables (see
+profiles/slurm/README.md); already-set variables win.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "slurm"
+BIN = Path(sys.executable).parent
+SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else "snakemake"
+
+# Short status polling for CI; the cluster of .ci/slurm/setup.sh has MinJobAge=600,
+# so squeue keeps finished jobs long enough (>= 3 x the init delay).
+CI_ENV = {
+    "TISSUEFATE_SLURM_INIT_SECONDS": "3",
+    "TISSUEFATE_SLURM_STATUS_INTERVAL": "3",
+    "TISSUEFATE_SLURM_LATENCY_WAIT": "5",
+}
+SMALL_TIMEOUT = int(os.environ.get("TISSUEFATE_SLURM_TEST_TIMEOUT", "240"))
+E2E_TIMEOUT = int(os.environ.get("TISSUEFATE_SLURM_E2E_TIMEOUT", "900"))
+
+SUBMITTED_RE = re.compile(
+    r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<id>\d+) \(log: (?P<log>[^)]+)\)"
+)
+USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _cluster_problem() -> str | None:
+    """Why the Slurm tests cannot run here, or None when a cluster answers."""
+    if shutil.which("sinfo") is None:
+        return "no Slurm here: 'sinfo' not found (start a cluster with: sudo .ci/slurm/setup.sh)"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "Slurm cluster not up: 'sinfo' timed out (is slurmctld running? .ci/slurm/setup.sh)"
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        return (f"Slurm cluster not up (start it with .ci/slurm/setup.sh): sinfo failed: "
+                f"{msg[-1] if msg else proc.returncode}")
+    states = {s.rstrip("*~#!%$@^-+") for s in proc.stdout.split()}
+    if not states & USABLE_NODE_STATES:
+        return f"Slurm cluster not up: no idle node (sinfo states: {sorted(states) or 'none'})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    problem = _cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+class SlurmMonitor:
+    """Polls `squeue --states=all` in the background and keeps the last state of every
+    job whose working directory lies under `root`, so jobs are still known after
+    slurmctld has forgotten them (MinJobAge)."""
+
+    FMT = "%i|%T|%k|%Z"
+
+    def __init__(self, root: Path, interval: float = 1.0):
+        self.root = str(Path(root).resolve())
+        self.interval = interval
+        self.jobs: dict[str, dict[str, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "SlurmMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.poll()
+        self.cancel_leftovers()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            out = subprocess.run(
+                ["squeue", "--noheader", "--states=all", f"--format={self.FMT}"],
+                capture_output=True, text=True, timeout=20,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) != 4:
+                continue
+            jobid, state, comment, workdir = parts
+            if workdir == self.root or workdir.startswith(self.root + os.sep):
+                self.jobs[jobid] = {"state": state, "comment": comment, "workdir": workdir}
+
+    def state(self, jobid: str) -> str | None:
+        """Last state seen by squeue, else what `scontrol show job` says, else None."""
+        self.poll()
+        if jobid in self.jobs:
+            return self.jobs[jobid]["state"]
+        proc = subprocess.run(
+            ["scontrol", "show", "job", jobid], capture_output=True, text=True, timeout=20
+        )
+        m = re.search(r"JobState=(\S+)", proc.stdout)
+        return m.group(1) if m else None
+
+    def cancel_leftovers(self) -> None:
+        active = [j for j, info in self.jobs.items()
+                  if info["state"] in ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")]
+        if active:
+            subprocess.run(["scancel", *active], capture_output=True, timeout=20)
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in CI_ENV.items():
+        env.setdefault(key, value)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SNAKEMAKE_PROFILE", None)
+    env.update(extra or {})
+    return env
+
+
+def _snakemake_cmd(args: list[str], timeout: int) -> list[str]:
+    # A hung snakemake may ignore SIGTERM: kill it 10 s later.
+    return ["timeout", "-k", "10", str(timeout), SNAKEMAKE, *args]
+
+
+def run_snakemake(args: list[str], cwd: Path, timeout: int = SMALL_TIMEOUT,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        _snakemake_cmd(args, timeout), cwd=cwd, env=env or _env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    if proc.returncode in (124, 137):
+        pytest.fail(f"snakemake {' '.join(args)} timed out after {timeout} s:\n{proc.stdout[-6000:]}")
+    return proc
+
+
+def submitted(output: str) -> list[dict[str, str]]:
+    """Jobs the plugin reports as submitted: Snakemake job, Slurm job ID, log path."""
+    return [m.groupdict() for m in SUBMITTED_RE.finditer(output)]
+
+
+def slurm_log_ids(workdir: Path) -> dict[str, set[str]]:
+    """Slurm job IDs per rule/group directory from .snakemake/slurm_logs/<rule>/**/<id>.log."""
+    logdir = workdir / ".snakemake" / "slurm_logs"
+    ids: dict[str, set[str]] = {}
+    for log in logdir.rglob("*.log"):
+        if log.stem.isdigit():
+            top = log.relative_to(logdir).parts[0]
+            ids.setdefault(top, set()).add(log.stem)
+    return ids
+
+
+def write_workflow(path: Path, snakefile: str) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Snakefile").write_text(textwrap.dedent(snakefile))
+    return path
+
+
+def tail(text: str, n: int = 6000) -> str:
+    return text[-n:]
+
+
+# ----------------------------------------------------------------- small workflows
+
+SMALL_WORKFLOW = r"""
+    localrules: all, seed
+
+    rule all:
+        input: "results/seed.txt", "results/double.txt", "results/gpu.txt"
+
+    # runs in the main snakemake process, not on the cluster
+    rule seed:
+        output: "results/seed.txt"
+        shell: "printf '20\n%s\n' ${{SLURM_JOB_ID:-local}} > {output}"
+
+    rule double:
+        input: "results/seed.txt"
+        output: "results/double.txt"
+        threads: 1
+        shell: "printf '%s\n%s\n' $(( $(head -n1 {input}) * 2 )) ${{SLURM_JOB_ID:-none}} > {output}"
+
+    rule gpu:
+        input: "results/double.txt"
+        output: "results/gpu.txt"
+        resources: gpu=1
+        shell:
+            "printf '%s\n%s\n%s\n' $(( $(head -n1 {input}) + 2 ))"
+            " ${{CUDA_VISIBLE_DEVICES:-none}} ${{SLURM_JOB_ID:-none}} > {output}"
+"""
+
+
+def test_cluster_rules_run_as_slurm_jobs(slurm_cluster, tmp_path):
+    wf = write_workflow(tmp_path / "wf", SMALL_WORKFLOW)
+    with SlurmMonitor(wf) as mon:
+        proc = run_snakemake(["--profile", str(PROFILE)], cwd=wf)
+    out = proc.stdout
+    assert proc.returncode == 0, tail(out)
+
+    # outputs are right, the local rule ran outside Slurm
+    seed = (wf / "results/seed.txt").read_text().split()
+    double = (wf / "results/double.txt").read_text().split()
+    gpu = (wf / "results/gpu.txt").read_text().split()
+    assert seed == ["20", "local"]
+    assert double[0] == "40" and double[1].isdigit(), double
+    assert gpu[0] == "42" and gpu[2].isdigit(), gpu
+    assert gpu[1] == "0", f"GPU job saw CUDA_VISIBLE_DEVICES={gpu[1]!r}"
+
+    # exactly the two cluster rules were submitted, each with its own log file
+    jobs = submitted(out)
+    assert len(jobs) == 2, tail(out)
+    ids = slurm_log_ids(wf)
+    assert ids == {"rule_double": {double[1]}, "rule_gpu": {gpu[2]}}, ids
+    assert {j["id"] for j in jobs} == {double[1], gpu[2]}
+    for j in jobs:
+        assert Path(j["log"]).is_file(), j
+        assert Path(j["log"]).stem == j["id"]
+
+    # ... and Slurm knows them as completed jobs of this workflow
+    for jobid, rule in ((double[1], "rule_double"), (gpu[2], "rule_gpu")):
+        assert mon.state(jobid) == "COMPLETED", (jobid, mon.jobs)
+        assert mon.jobs[jobid]["comment"] == rule
+    gpu_job = subprocess.run(["scontrol", "show", "job", gpu[2]],
+                             capture_output=True, text=True).stdout
+    assert "gpu" in gpu_job, gpu_job  # TresPerJob=gres:gpu:1
+
+
+FAILING_WORKFLOW = r"""
+    rule fail:
+        output: "results/never.txt"
+        shell: "echo 'deliberate failure' >&2; exit 3"
+"""
+
+
+def test_failing_job_stops_workflow_with_log_path(slurm_cluster, tmp_path):
+    wf = write_workflow(tmp_path / "wf", FAILING_WORKFLOW)
+    # no retries (the profile's default is 2) to keep CI short: retries are
+    # exercised by test_cancelled_job_is_retried
+    with SlurmMonitor(wf) as mon:
+        proc = run_snakemake(["--profile", str(PROFILE), "--retries", "0"], cwd=wf)
+    out = proc.stdout
+    assert proc.returncode != 0, tail(out)
+    assert not (wf / "results/never.txt").exists()
+
+    jobs = submitted(out)
+    assert len(jobs) == 1, tail(out)
+    for j in jobs:
+        assert mon.state(j["id"]) == "FAILED", (j, mon.jobs)
+    last_log = jobs[-1]["log"]
+    assert Path(last_log).is_file()
+    assert "deliberate failure" in Path(last_log).read_text()
+    # the error report names the failed job's Slurm log
+    error_part = out[out.index(f"SLURM jobid {jobs[-1]['id']}"):]
+    assert "Error in rule fail" in error_part
+    assert last_log in error_part.split("Error in rule fail", 1)[1], tail(out)
+
+
+CANCEL_WORKFLOW = r"""
+    localrules: all
+
+    rule all:
+        input: "results/slow.txt"
+
+    rule slow:
+        output: "results/slow.txt"
+        # the first attempt is long enough to be cancelled mid-run
+        resources: delay=lambda wildcards, attempt: 300 if attempt == 1 else 1
+        shell:
+            "echo $SLURM_JOB_ID >> started.txt; echo partial > {output}; "
+            "sleep {resources.delay}; echo finished > {output}"
+"""
+
+
+def test_cancelled_job_is_retried(slurm_cluster, tmp_path):
+    wf = write_workflow(tmp_path / "wf", CANCEL_WORKFLOW)
+    started = wf / "started.txt"
+    log = tmp_path / "snakemake.out"
+    with SlurmMonitor(wf) as mon, open(log, "w") as fh:
+        proc = subprocess.Popen(
+            _snakemake_cmd(["--profile", str(PROFILE)], SMALL_TIMEOUT),
+            cwd=wf, env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (started.exists() and started.read_text().strip()):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "first attempt never started:\n" + log.read_text()
+                time.sleep(0.5)
+            first = started.read_text().split()[0]
+            assert mon.state(first) == "RUNNING"
+            subprocess.run(["scancel", first], check=True, timeout=20)
+            rc = proc.wait(timeout=SMALL_TIMEOUT + 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert rc == 0, tail(out)
+    assert (wf / "results/slow.txt").read_text() == "finished\n"
+
+    attempts = started.read_text().split()
+    assert len(attempts) == 2 and attempts[0] == first, attempts
+    assert mon.state(first) == "CANCELLED", mon.jobs
+    assert mon.state(attempts[1]) == "COMPLETED", mon.jobs
+    assert f"SLURM-job '{first}' failed, SLURM status is: 'CANCELLED'" in out
+    assert slurm_log_ids(wf) == {"rule_slow": set(attempts)}
+
+
+# ------------------------------------------------------------------- the real study
+
+
+def _copy_repo(dest: Path) -> Path:
+    """Copy the repository's files (tracked, plus untracked ones git does not ignore)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target, follow_symlinks=False)
+    return dest
+
+
+def _tables(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted((root / "results").rglob("*.tsv"))}
+
+
+@pytest.mark.slow
+def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path):
+    if not (REPO / "Snakefile").exists():
+        pytest.skip("no Snakefile in the repository root yet: the workflow is not written")
+    if not (REPO / "config" / "ci.yaml").exists():
+        pytest.skip("config/ci.yaml does not exist")
+
+    local = _copy_repo(tmp_path / "local")
+    cluster = _copy_repo(tmp_path / "slurm")
+
+    proc = run_snakemake(["--cores", "2", "--configfile", "config/ci.yaml"], cwd=local,
+                         timeout=E2E_TIMEOUT,
+                         env=_env({"PYTHONPATH": str(local / "src")}))
+    assert proc.returncode == 0, "local run failed:\n" + tail(proc.stdout)
+
+    # exactly as the README shows, from the repository root
+    with SlurmMonitor(cluster, interval=2.0) as mon:
+        proc = run_snakemake(["--profile", "profiles/slurm", "--configfile", "config/ci.yaml"],
+                             cwd=cluster, timeout=E2E_TIMEOUT,
+                             env=_env({"PYTHONPATH": str(cluster / "src")}))
+    out = proc.stdout
+    assert proc.returncode == 0, "Slurm run failed:\n" + tail(out)
+
+    # every non-local job was a real Slurm job that completed
+    jobs = submitted(out)
+    assert jobs, "no job was submitted to Slurm:\n" + tail(out)
+    log_ids = set().union(*slurm_log_ids(cluster).values())
+    not_completed = {}
+    for j in jobs:
+        assert Path(j["log"]).is_file(), j
+        assert j["id"] in log_ids, j
+        state = mon.state(j["id"])
+        if state != "COMPLETED":
+            not_completed[j["id"]] = (j["log"], state)
+    assert not not_completed, f"Slurm jobs not COMPLETED: {not_completed}"
+
+    # the result tables are byte for byte those of the local run
+    local_tables, cluster_tables = _tables(local), _tables(cluster)
+    assert local_tables, "the local run wrote no results/**/*.tsv"
+    assert sorted(cluster_tables) == sorted(local_tables)
+    differing = [name for name in local_tables
+                 if not filecmp.cmp(local_tables[name], cluster_tables[name], shallow=False)]
+    assert not differing, f"tables differ between local and Slurm runs: {differing}"
