@@ -400,4 +400,14 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path):
     assert sorted(cluster_tables) == sorted(local_tables)
     differing = [name for name in local_tables
                  if not filecmp.cmp(local_tables[name], cluster_tables[name], shallow=False)]
-    assert not differing, f"tables differ between local and Slurm runs: {differing}"
+    if differing:
+        first = differing[0]
+        a = local_tables[first].read_text().splitlines()
+        b = cluster_tables[first].read_text().splitlines()
+        i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        excerpt = "\n".join([f"{first} line {i + 1}:",
+                              f"  local: {a[i] if i < len(a) else '<end>'}",
+                              f"  slurm: {b[i] if i < len(b) else '<end>'}"])
+        pytest.fail(f"{len(differing)} tables differ between the local and the Slurm run: "
+                    f"{differing}\n{excerpt}\n(a workflow that is not reproducible run to run "
+                    "fails here too: compare two local runs first)")
