@@ -83,12 +83,24 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), without overflow
 
 
+_ABOVE_HALF = np.nextafter(np.float32(0.5), np.float32(1.0))
+
+
+def _pin(score: np.ndarray, criterion: np.ndarray) -> np.ndarray:
+    """float32 score, > 0.5 exactly where the clinical criterion holds (no rounding slip)."""
+    score = np.asarray(score, dtype=np.float32)
+    return np.where(criterion, np.maximum(score, _ABOVE_HALF), np.minimum(score, np.float32(0.5))).astype(np.float32)
+
+
 def core_score(adc_um2_per_s: np.ndarray, settings: ThresholdingSettings = ThresholdingSettings()) -> np.ndarray:
-    return _sigmoid((settings.adc_threshold_um2_per_s - adc_um2_per_s) / settings.adc_scale_um2_per_s)
+    adc = np.asarray(adc_um2_per_s, dtype=np.float64)
+    raw = _sigmoid((settings.adc_threshold_um2_per_s - adc) / settings.adc_scale_um2_per_s)
+    return _pin(raw, adc < settings.adc_threshold_um2_per_s)
 
 
 def tmax_score(tmax_s: np.ndarray, settings: ThresholdingSettings = ThresholdingSettings()) -> np.ndarray:
-    return _sigmoid((tmax_s - settings.tmax_threshold_s) / settings.tmax_scale_s)
+    tmax = np.asarray(tmax_s, dtype=np.float64)
+    return _pin(_sigmoid((tmax - settings.tmax_threshold_s) / settings.tmax_scale_s), tmax > settings.tmax_threshold_s)
 
 
 def threshold_scores(
@@ -106,10 +118,10 @@ def threshold_scores(
     adc_ok = cov & (adc_um2_per_s > settings.adc_min_valid_um2_per_s)
     if dwi_normalized is not None and settings.adc_mask_min_dwi_ratio > 0:
         adc_ok &= dwi_normalized >= settings.adc_mask_min_dwi_ratio
-    s_adc = np.where(adc_ok, core_score(adc_um2_per_s, settings), 0.0)
+    s_adc = np.where(adc_ok, core_score(adc_um2_per_s, settings), np.float32(0.0))
     scores = {"ischemic_core": s_adc.astype(np.float32)}
     if tmax_s is not None:
-        s_tmax = np.where(cov, tmax_score(tmax_s, settings), 0.0)
+        s_tmax = np.where(cov, tmax_score(tmax_s, settings), np.float32(0.0))
         scores["tissue_at_risk"] = np.maximum(s_tmax, s_adc).astype(np.float32)
     return scores
 
