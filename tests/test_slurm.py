@@ -7,7 +7,12 @@ submitted with sbatch, their IDs are read back from the plugin's logs and looked
 with `squeue --states=all` / `scontrol show job`.
 
 Timings for CI come from the profile's environment variables (see
-profiles/slurm/README.md); already-set variables win.
+profiles/slurm/README.md); already-set variables win. The end-to-end test runs the CI
+study twice (locally, then through Slurm) in fresh copies of the repository (tracked
+files plus untracked ones git does not ignore); set TISSUEFATE_E2E_LOCAL_ROOT to the
+root of an existing local `--configfile config/ci.yaml` run of the same commit to skip
+the local run. Limits: TISSUEFATE_SLURM_TEST_TIMEOUT (small workflows, 240 s) and
+TISSUEFATE_SLURM_E2E_TIMEOUT (each run of the study, 900 s).
 """
 
 from __future__ import annotations
@@ -365,13 +370,19 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path):
     if not (REPO / "config" / "ci.yaml").exists():
         pytest.skip("config/ci.yaml does not exist")
 
-    local = _copy_repo(tmp_path / "local")
     cluster = _copy_repo(tmp_path / "slurm")
-
-    proc = run_snakemake(["--cores", "2", "--configfile", "config/ci.yaml"], cwd=local,
-                         timeout=E2E_TIMEOUT,
-                         env=_env({"PYTHONPATH": str(local / "src")}))
-    assert proc.returncode == 0, "local run failed:\n" + tail(proc.stdout)
+    reuse = os.environ.get("TISSUEFATE_E2E_LOCAL_ROOT", "").strip()
+    if reuse:
+        # CI already ran `snakemake --cores 2 --configfile config/ci.yaml` on this
+        # commit in that directory: compare with its results instead of running it again
+        local = Path(reuse).resolve()
+        assert (local / "results").is_dir(), f"TISSUEFATE_E2E_LOCAL_ROOT={reuse} has no results/"
+    else:
+        local = _copy_repo(tmp_path / "local")
+        proc = run_snakemake(["--cores", "2", "--configfile", "config/ci.yaml"], cwd=local,
+                             timeout=E2E_TIMEOUT,
+                             env=_env({"PYTHONPATH": str(local / "src")}))
+        assert proc.returncode == 0, "local run failed:\n" + tail(proc.stdout)
 
     # exactly as the README shows, from the repository root
     with SlurmMonitor(cluster, interval=2.0) as mon:
