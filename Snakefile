@@ -1,5 +1,7 @@
 # tissuefate: tissue-at-risk and ischemic-core prediction in acute stroke (Yu et al., AJNR 2021).
 # One rule file per stage of the study; every computation is a function of the tissuefate package.
+# The DAG reads like the paper's Fig 2: cohort -> preprocessing -> pretraining -> fine-tuning /
+# separate training per target and fold -> prediction -> metrics -> statistics.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,9 +20,25 @@ if config["dataset"]["simulate"]:
 
 
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/preprocessing.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/prediction.smk"
+include: "workflow/rules/evaluation.smk"
+
+
+def final_outputs(wildcards):
+    outputs = [
+        *rules.cohort.output,
+        *expand(rules.thresholding.output, subject=included()),
+        *rules.statistics.output,
+        *rules.figures.output,
+    ]
+    if config["dataset"]["simulate"]:
+        outputs.append(rules.registration_accuracy.output[0])
+    return outputs
 
 
 rule all:
     input:
-        rules.cohort.output,
+        final_outputs,
     default_target: True

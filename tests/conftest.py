@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,33 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def workflow_copy(dst: Path) -> Path:
+    """The workflow's own files (the package is installed) in a fresh folder."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
+    for folder in ("workflow", "config", "profiles", "envs"):
+        if (REPO / folder).exists():
+            shutil.copytree(REPO / folder, dst / folder, symlinks=False)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory) -> Path:
+    workdir = workflow_copy(tmp_path_factory.mktemp("workflow") / "repo")
+    proc = snakemake(workdir, "--configfile", "config/ci.yaml")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    return workdir
 
 
 def load_config(name: str = "ci.yaml") -> dict:

@@ -364,7 +364,7 @@ def _tables(root: Path) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path):
+def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path, request):
     if not (REPO / "Snakefile").exists():
         pytest.skip("no Snakefile in the repository root yet: the workflow is not written")
     if not (REPO / "config" / "ci.yaml").exists():
@@ -378,11 +378,8 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path):
         local = Path(reuse).resolve()
         assert (local / "results").is_dir(), f"TISSUEFATE_E2E_LOCAL_ROOT={reuse} has no results/"
     else:
-        local = _copy_repo(tmp_path / "local")
-        proc = run_snakemake(["--cores", "2", "--configfile", "config/ci.yaml"], cwd=local,
-                             timeout=E2E_TIMEOUT,
-                             env=_env({"PYTHONPATH": str(local / "src")}))
-        assert proc.returncode == 0, "local run failed:\n" + tail(proc.stdout)
+        # The local run of the CI study, shared with tests/test_workflow.py (one run a session).
+        local = request.getfixturevalue("ci_run")
 
     # exactly as the README shows, from the repository root
     with SlurmMonitor(cluster, interval=2.0) as mon:

@@ -2,42 +2,13 @@
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+from conftest import SNAKEMAKE, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slow
-
-
-def workflow_copy(dst: Path) -> Path:
-    """The workflow's own files (the package is installed) in a fresh folder."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    for folder in ("workflow", "config", "profiles", "envs"):
-        if (REPO / folder).exists():
-            shutil.copytree(REPO / folder, dst / folder, symlinks=False)
-    return dst
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True,
-    )
-
-
-@pytest.fixture(scope="session")
-def ci_run(tmp_path_factory) -> Path:
-    workdir = workflow_copy(tmp_path_factory.mktemp("workflow") / "repo")
-    proc = snakemake(workdir, "--configfile", "config/ci.yaml")
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return workdir
 
 
 def test_lint_is_clean(tmp_path):
@@ -52,7 +23,7 @@ def test_ci_study_cohort(ci_run):
     cohort = pd.read_csv(ci_run / "results/cohort/participants.tsv", sep="\t", keep_default_na=False)
     plan = pd.read_csv(ci_run / "resources/ci_bids/derivatives/simulation/plan.tsv", sep="\t", keep_default_na=False)
     merged = cohort.merge(plan[["participant_id", "simulated_group", "simulated_exclusion"]], on="participant_id")
-    assert len(merged) == len(plan) == 16
+    assert len(merged) == len(plan) == 20
     excluded = merged[merged.simulated_exclusion != "n/a"]
     assert (excluded.exclusion_reason == excluded.simulated_exclusion).all()
     included = merged[merged.simulated_exclusion == "n/a"]

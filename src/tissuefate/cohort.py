@@ -168,7 +168,7 @@ def review_participant(bids_root: str | Path, participant: str, clinical: dict, 
 
     if not (isinstance(row["tmax_baseline_ml"], float) and math.isnan(row["tmax_baseline_ml"])) \
             and row["tmax_baseline_ml"] > 0 and not math.isnan(row["adc_lesion_baseline_ml"]):
-        cap = float(cohort_cfg.get("mismatch_ratio_cap", 20.0))
+        cap = float((config.get("evaluation") or {}).get("mismatch_ratio_cap", 20.0))
         core = row["adc_lesion_baseline_ml"]
         row["mismatch_ratio_baseline"] = cap if core == 0 else min(row["tmax_baseline_ml"] / core, cap)
 

@@ -21,7 +21,7 @@ rule review_participant:
         "../scripts/review_participant.py"
 
 
-rule cohort:
+checkpoint cohort:
     input:
         reviews=expand(rules.review_participant.output, subject=SUBJECTS),
         participants=f"{BIDS}/participants.tsv",

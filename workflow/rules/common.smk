@@ -1,7 +1,10 @@
 # Paths and participants, defined once for every rule file.
 from pathlib import Path
 
+import pandas as pd
+
 from tissuefate.cohort import read_participants
+from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
 
 BIDS = config["dataset"]["bids_dir"]
@@ -28,3 +31,27 @@ def participant_inputs(wildcards):
     if config["dataset"]["simulate"] or Path(lesions).exists():
         inputs["lesions"] = lesions
     return inputs
+
+
+def included(groups=None):
+    """Labels of the included participants (optionally of some reperfusion groups).
+
+    Known only once the cohort checkpoint has run; Snakemake re-evaluates the DAG then.
+    """
+    table = pd.read_csv(checkpoints.cohort.get().output.participants, sep="\t", keep_default_na=False)
+    table = table[table["included"].astype(str) == "True"]
+    if groups is not None:
+        table = table[table["reperfusion_group"].isin(groups)]
+    return sorted(p.removeprefix("sub-") for p in table["participant_id"])
+
+
+# Training data of each job: the reperfusion groups whose patients it may see.
+GROUPS_OF = {
+    "pretrain": ("partial", "unknown"),
+    "tissue_at_risk": ("minimal",),
+    "ischemic_core": ("major",),
+}
+APPROACHES = ("pretraining", "separate")
+TARGETS = ("tissue_at_risk", "ischemic_core")
+FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
+TRAIN_RESOURCES = config.get("training", {}).get("resources", {})

@@ -49,3 +49,25 @@ def transform(results: str | Path, label: str, inverse: bool = False) -> Path:
 def preproc_summary(results: str | Path, label: str) -> Path:
     """JSON: stroke side, ADC unit found, registration QC measures, voxel size."""
     return participant_dir(results, label) / f"sub-{label}_ses-baseline_desc-preproc_summary.json"
+
+
+# BIDS labels are alphanumeric: the targets' desc- labels.
+TARGET_DESC = {"tissue_at_risk": "tissueatrisk", "ischemic_core": "ischemiccore"}
+
+
+def prediction_dir(results: str | Path, approach: str, target: str, fold: int) -> Path:
+    """One model's predictions: its fold's test patients and the cross-applied ones."""
+    return Path(results) / "predictions" / approach / target / f"fold-{fold}"
+
+
+def prediction_map(results: str | Path, approach: str, target: str, fold: int, label: str, native: bool = False) -> Path:
+    """Probability map of ``target`` for one participant, in MNI space or on its baseline DWI grid."""
+    space = "orig" if native else SPACE
+    name = f"sub-{label}_ses-baseline_space-{space}_desc-{TARGET_DESC[target]}_probseg.nii.gz"
+    return prediction_dir(results, approach, target, fold) / name
+
+
+def model_dir(results: str | Path, approach: str, target: str | None = None, fold: int | None = None) -> Path:
+    if approach == "pretrain":
+        return Path(results) / "models" / "pretrain"
+    return Path(results) / "models" / approach / target / f"fold-{fold}"

@@ -1,0 +1,38 @@
+# Prediction (METHOD.md section 8): each fold's model on its test patients and, for the
+# mismatch ratio, on the other target's test patients of the same fold; MNI and native space.
+
+
+def prediction_data(wildcards):
+    groups = GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"]
+    return expand(rules.preprocess.output, subject=included(groups))
+
+
+rule predict:
+    input:
+        model=rules.train.output.model,
+        splits=rules.splits.output,
+        data=prediction_data,
+    output:
+        maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
+        attention=report(
+            f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}_attention.png",
+            caption="../report/attention.rst",
+            category="Attention maps",
+            subcategory="{approach} {target}",
+        ),
+    log:
+        f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
+    wildcard_constraints:
+        approach="pretraining|separate",
+        target="tissue_at_risk|ischemic_core",
+        fold=r"\d+",
+    resources:
+        # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
+        gpu=TRAIN_RESOURCES.get("gpus", 0),
+        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
+        runtime=30,
+    threads: TRAIN_RESOURCES.get("threads", 1)
+    conda:
+        ENV
+    script:
+        "../scripts/predict.py"

@@ -1,0 +1,94 @@
+# The deep-learning study (METHOD.md sections 5-7): folds, one pretraining job, and
+# {approach}/{target}/fold-{k} training jobs (21 for the default five folds).
+
+
+rule splits:
+    input:
+        cohort=f"{RESULTS}/cohort/participants.tsv",
+    output:
+        f"{RESULTS}/splits/splits.json",
+    log:
+        f"{LOGS}/splits.log",
+    localrule: True
+    resources:
+        mem_mb=500,
+        runtime=5,
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/splits.py"
+
+
+def training_data(groups):
+    def inputs(wildcards):
+        return expand(rules.preprocess.output, subject=included(groups))
+
+    return inputs
+
+
+rule pretrain:
+    input:
+        splits=rules.splits.output,
+        data=training_data(GROUPS_OF["pretrain"]),
+    output:
+        model=f"{RESULTS}/models/pretrain/model.pt",
+        curves=f"{RESULTS}/models/pretrain/curves.tsv",
+        figure=report(
+            f"{RESULTS}/models/pretrain/curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            subcategory="pretraining (partial + unknown)",
+        ),
+    log:
+        f"{LOGS}/training/pretrain.log",
+    resources:
+        # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
+        gpu=TRAIN_RESOURCES.get("gpus", 0),
+        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
+        runtime=TRAIN_RESOURCES.get("runtime", 60),
+    threads: TRAIN_RESOURCES.get("threads", 1)
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
+def pretrained_model(wildcards):
+    return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
+
+
+def target_data(wildcards):
+    return expand(rules.preprocess.output, subject=included(GROUPS_OF[wildcards.target]))
+
+
+rule train:
+    input:
+        splits=rules.splits.output,
+        pretrained=pretrained_model,
+        data=target_data,
+    output:
+        model=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/model.pt",
+        curves=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.tsv",
+        figure=report(
+            f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            subcategory="{approach} {target}",
+        ),
+    log:
+        f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
+    wildcard_constraints:
+        approach="pretraining|separate",
+        target="tissue_at_risk|ischemic_core",
+        fold=r"\d+",
+    resources:
+        # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
+        gpu=TRAIN_RESOURCES.get("gpus", 0),
+        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
+        runtime=TRAIN_RESOURCES.get("runtime", 60),
+    threads: TRAIN_RESOURCES.get("threads", 1)
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
