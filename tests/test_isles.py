@@ -84,7 +84,8 @@ def test_warped_lesion_lands_inside_the_mni_brain(isles_run):
     inside = (les & (np.asarray(brain.dataobj) > 0)).sum() / les.sum()
     assert inside >= 0.98, inside
     native_ml = (nib.load(str(CASE / f"{PREFIX}msk.nii.gz")).get_fdata() > 0).sum() * 8 / 1000  # 2 mm voxels
-    assert summary["final_infarct_ml"] == pytest.approx(native_ml, rel=0.35)
+    # MNI volume = native volume / (patient / template brain volume): her brain is small.
+    assert summary["final_infarct_ml"] == pytest.approx(native_ml / summary["registration_qc"]["brain_volume_ratio"], rel=0.2)
     assert summary["registration_qc"]["passed"], summary["registration_qc"]
     assert summary["adc_unit"] == {"factor_to_um2_per_s": 1000.0, "source": "detected"}
 

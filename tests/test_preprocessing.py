@@ -143,6 +143,29 @@ def test_remove_small_clusters():
     assert out.sum() == 27 and not out[0, 0, 0]
 
 
+def test_binarize_preserving_volume_keeps_a_resampled_sphere_s_volume():
+    from scipy import ndimage
+
+    g = np.mgrid[:40, :40, :40].astype(float)
+    sphere = ((g - 19.5) ** 2).sum(0) <= 6.0**2
+    for shift in ((0.4, 0.3, 0.45), (0.5, 0.5, 0.5)):  # sub-voxel resamplings
+        shifted = ndimage.shift(sphere.astype(float), shift, order=1)
+        assert (shifted > 0.5).sum() < 0.98 * sphere.sum()  # the 0.5 threshold erodes it
+        kept = norm.binarize_preserving_volume(shifted)
+        assert abs(int(kept.sum()) - int(sphere.sum())) <= 0.03 * sphere.sum(), (shift, kept.sum())
+    assert not norm.binarize_preserving_volume(np.zeros((3, 3, 3))).any()
+
+
+def test_registration_resolution_follows_the_data(tmp_path):
+    from tissuefate.preprocessing.workflow import registration_resolution
+
+    for zooms, expected in (((3.0, 3.0, 3.75), 3), ((4.4, 4.4, 4.0), 4), ((0.9, 0.9, 5.0), 2), ((1.0, 1.0, 1.0), 2), ((6.0, 6.0, 6.0), 4)):
+        path = tmp_path / f"{expected}_{zooms[2]}.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([*zooms, 1.0])), str(path))
+        assert registration_resolution(path) == expected, zooms
+        assert registration_resolution(path, 2) == 2
+
+
 def test_settings_from_config():
     s = PreprocessingSettings.from_config({"cohort": {"tmax_threshold_s": 5.0}, "preprocessing": {"adc_unit": "auto", "syn_iterations": [10, 0]}})
     assert s.tmax_threshold_s == 5.0 and s.adc_unit == "auto" and s.syn_iterations == (10, 0)
@@ -169,6 +192,9 @@ def test_template_files_are_written_once(template_dir):
     assert set(np.unique(np.asarray(mask.dataobj))) == {0, 1}
     tissue = nib.load(str(paths.tissue_probseg)).get_fdata()
     assert 0 <= tissue.min() and tissue.max() <= 1
+    assert paths.registration_target("b0") == paths.b0_like and paths.registration_target("b1000", "t1") == paths.t1w
+    b0_like = nib.load(str(paths.b0_like)).get_fdata()
+    assert b0_like.max() > 2 and (b0_like[np.asarray(mask.dataobj) == 0] == 0).all()  # CSF bright, zero outside
     with pytest.raises(ValueError):
         template_files(2.5, template_dir)
 
@@ -372,12 +398,12 @@ def test_phantom_maps_are_normalized_and_masks_consistent(phantom_results):
 
 @pytest.mark.slow
 def test_phantom_registration_accuracy(phantom_results, phantom_bids):
-    """4 mm phantom on a 4 mm template: smaller figures than the demo's, but real ones."""
+    """4 mm phantom (with a scalp) on a 4 mm template: the demo's targets hold."""
     results, _ = phantom_results
     acc = registration_accuracy(LABEL, results, phantom_bids)
-    assert acc["brain_dice"] >= 0.90, acc
-    assert acc["lesion_dice"] >= 0.70, acc
-    assert acc["median_displacement_mm"] <= 4.0, acc
+    assert acc["brain_dice"] >= 0.95, acc
+    assert acc["lesion_dice"] >= 0.80, acc
+    assert acc["median_displacement_mm"] <= 2.0, acc
 
 
 @pytest.mark.slow
@@ -438,8 +464,8 @@ def test_flipped_head_is_flagged(phantom_copy, template_dir, tmp_path):
 
 @pytest.mark.slow
 def test_registration_accuracy_on_the_ci_cohort(simulated_bids, ci_config, tmp_path):
-    """The three included CI participants with the largest final infarcts, at the default
-    2 mm template: real accuracy figures (CI images are 4 mm, so slightly below the demo's)."""
+    """The three included CI participants with the largest final infarcts, at the CI config's
+    template resolution: the demo's targets hold on the CI cohort's 4-5 mm images too."""
     import pandas as pd
 
     plan = pd.read_csv(simulated_bids / "derivatives" / "simulation" / "plan.tsv", sep="\t", keep_default_na=False)
@@ -458,4 +484,4 @@ def test_registration_accuracy_on_the_ci_cohort(simulated_bids, ci_config, tmp_p
     med = {k: float(np.median([a[k] for a in accs])) for k in ("brain_dice", "lesion_dice", "median_displacement_mm")}
     assert med["brain_dice"] >= 0.95, accs
     assert med["lesion_dice"] >= 0.80, accs
-    assert med["median_displacement_mm"] <= 2.5, accs
+    assert med["median_displacement_mm"] <= 2.0, accs

@@ -40,8 +40,10 @@ class PreprocessingSettings:
     adc_unit: str = "sidecar"
     adc_threshold_um2_per_s: float = 620.0
     tmax_threshold_s: float = 6.0
-    template_resolution_mm: float = 2.0
+    template_resolution_mm: float = 2.0  # the MNI grid of every output
+    registration_resolution_mm: int | str = "auto"  # template grid the registration runs on
     registration_image: str = "b0"  # b0 or b1000; b1000 is used when there is no b0
+    template_contrast: str = "synthetic"  # synthetic (b0-/b1000-like) or t1
     syn_iterations: tuple[int, ...] = (40, 20, 0)
     lesion_exclusion_dilation_mm: float = 4.0
     lesion_exclusion_min_cluster_ml: float = 0.5
@@ -55,7 +57,7 @@ class PreprocessingSettings:
     qc_min_mutual_information: float = 0.10
     qc_min_brain_dice: float = 0.80
     qc_brain_volume_ratio_range: tuple[float, float] = (0.5, 2.0)
-    qc_max_nonlinear_p95_mm: float = 8.0
+    qc_max_nonlinear_p95_mm: float = 6.0
     on_registration_failure: str = "flag"  # flag or error
     random_seed: int = 20210401  # the config's top-level seed when there is one
 
@@ -78,6 +80,10 @@ class PreprocessingSettings:
         settings = cls(**pre)
         if settings.registration_image not in ("b0", "b1000"):
             raise ValueError("preprocessing.registration_image must be b0 or b1000")
+        if settings.registration_resolution_mm != "auto" and not isinstance(settings.registration_resolution_mm, int):
+            raise ValueError("preprocessing.registration_resolution_mm must be auto or a whole number of mm")
+        if settings.template_contrast not in ("synthetic", "t1"):
+            raise ValueError("preprocessing.template_contrast must be synthetic or t1")
         if settings.on_registration_failure not in ("flag", "error"):
             raise ValueError("preprocessing.on_registration_failure must be flag or error")
         return settings
@@ -289,7 +295,7 @@ def derive_mni_maps(warped: dict[str, str], template_mask: str, tissue_probseg: 
         summary["baseline_tmax6s_in_common_coverage_ml"] = round(norm.volume_ml(fu_cov & tmax6, affine), 2)
     final = None
     if "final_infarct" in warped:
-        final = load("final_infarct") > 0.5
+        final = norm.binarize_preserving_volume(load("final_infarct"))
         save("final_infarct", final, np.uint8)
         summary["final_infarct_ml"] = round(norm.volume_ml(final, affine), 2)
     # Stroke side for the ipsilateral AUC: the final infarct's hemisphere(s) when there is
@@ -314,8 +320,26 @@ def derive_mni_maps(warped: dict[str, str], template_mask: str, tissue_probseg: 
 # ---------------------------------------------------------------------------- workflow
 
 
-def build_workflow(inputs: ParticipantInputs, settings: PreprocessingSettings, template: TemplateFiles, checks: dict, base_dir: str | Path):
-    """The nipype workflow of one participant (run it with ``.run()``)."""
+def registration_resolution(image: str | Path, setting: int | str = "auto") -> int:
+    """The template grid to register ``image`` on: ``auto`` is the image's voxel size
+    (geometric mean, whole mm, 2 to 4). Registering finer than the data gains nothing and,
+    on the simulated cohorts, cost 50 % more displacement and a 3-10 % volume bias."""
+    if setting != "auto":
+        return int(setting)
+    zooms = nib.load(str(image)).header.get_zooms()[:3]
+    return int(np.clip(round(float(np.prod(zooms)) ** (1 / 3)), 2, 4))
+
+
+def build_workflow(
+    inputs: ParticipantInputs,
+    settings: PreprocessingSettings,
+    template: TemplateFiles,
+    checks: dict,
+    base_dir: str | Path,
+    registration_template: TemplateFiles | None = None,
+):
+    """The nipype workflow of one participant (run it with ``.run()``). ``template`` gives
+    the output grid; ``registration_template`` (default: the same) the registration's."""
     import nipype.interfaces.utility as niu
     import nipype.pipeline.engine as pe
 
@@ -336,7 +360,10 @@ def build_workflow(inputs: ParticipantInputs, settings: PreprocessingSettings, t
         "create_report": "false",
     }
     reg_image = str(inputs.b0 if checks["registration_image"] == "b0" else inputs.b1000)
-    tpl, tmask = str(template.t1w), str(template.brain_mask)
+    reg_tpl = registration_template or template
+    tpl = str(reg_tpl.registration_target(checks["registration_image"], settings.template_contrast))
+    reg_mask = str(reg_tpl.brain_mask)
+    tmask = str(template.brain_mask)
 
     def rigid(name: str, fixed, moving, **kw):
         node = itf.RigidCoregistration(fixed_image=str(fixed), moving_image=str(moving), random_seed=settings.random_seed, **kw)
@@ -360,7 +387,7 @@ def build_workflow(inputs: ParticipantInputs, settings: PreprocessingSettings, t
     )
     normalize = pe.Node(
         itf.TemplateNormalization(
-            moving_image=reg_image, template=tpl, template_mask=tmask, syn_iterations=list(settings.syn_iterations), random_seed=settings.random_seed
+            moving_image=reg_image, template=tpl, template_mask=reg_mask, syn_iterations=list(settings.syn_iterations), random_seed=settings.random_seed
         ),
         name="normalize",
     )
@@ -395,9 +422,9 @@ def build_workflow(inputs: ParticipantInputs, settings: PreprocessingSettings, t
             warp("followup_fov", str(inputs.tmax_followup), fov=True, native=perf_reg, session=fu_reg)
     if checks["lesion_on"] == "flair":
         flair_reg = rigid("flair", reg_image, inputs.flair, initialization="center_of_mass")
-        warp("final_infarct", str(inputs.lesion), interp="genericLabel", native=flair_reg)
+        warp("final_infarct", str(inputs.lesion), native=flair_reg)
     elif checks["lesion_on"] == "dwi":
-        warp("final_infarct", str(inputs.lesion), interp="genericLabel")
+        warp("final_infarct", str(inputs.lesion))  # linear: binarized keeping its volume (derive_mni_maps)
 
     merge = pe.Node(niu.Merge(len(warps)), name="collect")
     for k, (_, node) in enumerate(warps, start=1):
@@ -423,8 +450,8 @@ def build_workflow(inputs: ParticipantInputs, settings: PreprocessingSettings, t
     wf.connect(merge, "out", derive, "warped_files")
 
     foreground = pe.Node(itf.NativeForeground(image=str(inputs.b1000)), name="native_foreground")
-    warp_fg = pe.Node(itf.ApplyTransforms(reference_image=tmask, interpolation="genericLabel", out_name="foreground.nii.gz"), name="warp_foreground")
-    measures = pe.Node(itf.RegistrationMeasures(template=tpl, template_mask=tmask), name="registration_measures")
+    warp_fg = pe.Node(itf.ApplyTransforms(reference_image=reg_mask, interpolation="genericLabel", out_name="foreground.nii.gz"), name="warp_foreground")
+    measures = pe.Node(itf.RegistrationMeasures(template=tpl, template_mask=reg_mask), name="registration_measures")
     wf.connect(
         [
             (foreground, warp_fg, [("mask", "moving_image")]),
@@ -484,12 +511,16 @@ def preprocess_inputs(
     t0 = time.perf_counter()
     label, results = inputs.label, Path(results)
     checks = check_inputs(inputs, settings)
-    template = template_files(settings.template_resolution_mm, template_dir or results / "preprocessing" / "template")
+    template_dir = template_dir or results / "preprocessing" / "template"
+    template = template_files(settings.template_resolution_mm, template_dir)
+    reg_image_path = inputs.b0 if checks["registration_image"] == "b0" else inputs.b1000
+    reg_res = registration_resolution(reg_image_path, settings.registration_resolution_mm)
+    reg_template = template if reg_res == settings.template_resolution_mm else template_files(reg_res, template_dir)
     work_root = Path(work_dir) if work_dir else results / "preprocessing" / ".work"
     work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"sub-{label}.", dir=work_root))
     try:
-        wf = build_workflow(inputs, settings, template, checks, work)
+        wf = build_workflow(inputs, settings, template, checks, work, reg_template)
         try:
             graph = wf.run(plugin="Linear")
         except Exception as err:  # nipype's NodeExecutionError / RuntimeError
@@ -532,6 +563,7 @@ def preprocess_inputs(
         "participant_id": f"sub-{label}",
         "space": SPACE,
         "template_resolution_mm": settings.template_resolution_mm,
+        "registration_resolution_mm": reg_res,
         "registration_image": checks["registration_image"],
         "adc_unit": {"factor_to_um2_per_s": checks["adc_factor"], "source": checks["adc_unit_source"]},
         "tmax_unit": checks.get("tmax_unit"),
