@@ -558,6 +558,10 @@ def preprocess_inputs(
     finally:
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
+            try:
+                work_root.rmdir()  # only when no other participant's job is using it
+            except OSError:
+                pass
 
     summary = {
         "participant_id": f"sub-{label}",
@@ -583,10 +587,14 @@ def preprocess_inputs(
     if inputs.lesion is None:
         summary["limitations"].append("no final lesion mask: the participant can be predicted but not used for training or testing")
     write_json(derivatives.preproc_summary(results, label), summary)
-    if not passed:
-        import logging
+    import logging
 
-        logging.getLogger("tissuefate").warning("sub-%s: registration failed QC: %s", label, "; ".join(reasons))
+    log = logging.getLogger("tissuefate")
+    log.info("sub-%s: preprocessed in %.1f s, registration QC %s", label, summary["runtime_s"], "passed" if passed else "FAILED")
+    for line in summary["limitations"]:
+        log.warning("sub-%s: %s", label, line)
+    if not passed:
+        log.warning("sub-%s: registration failed QC: %s", label, "; ".join(reasons))
         if settings.on_registration_failure == "error":
             from tissuefate.preprocessing.qc import RegistrationQCError
 
