@@ -26,18 +26,6 @@ include: "workflow/rules/prediction.smk"
 include: "workflow/rules/evaluation.smk"
 
 
-def final_outputs(wildcards):
-    outputs = [
-        *rules.cohort.output,
-        *expand(rules.thresholding.output, subject=included()),
-        *rules.statistics.output,
-        *rules.figures.output,
-    ]
-    if config["dataset"]["simulate"]:
-        outputs.append(rules.registration_accuracy.output[0])
-    return outputs
-
-
 rule all:
     input:
         final_outputs,

@@ -55,3 +55,49 @@ APPROACHES = ("pretraining", "separate")
 TARGETS = ("tissue_at_risk", "ischemic_core")
 FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
 TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
+
+
+# Input functions of the rules (evaluated once the cohort checkpoint has run).
+
+
+def training_data(groups):
+    def inputs(wildcards):
+        return expand(rules.preprocess.output, subject=included(groups))
+
+    return inputs
+
+
+def pretrained_model(wildcards):
+    return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
+
+
+def target_data(wildcards):
+    return expand(rules.preprocess.output, subject=included(GROUPS_OF[wildcards.target]))
+
+
+def prediction_data(wildcards):
+    groups = GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"]
+    return expand(rules.preprocess.output, subject=included(groups))
+
+
+def evaluation_inputs(wildcards):
+    tested = included(GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"])
+    return {
+        "predictions": expand(
+            rules.predict.output.maps, approach=APPROACHES, target=TARGETS, fold=FOLDS
+        ),
+        "thresholding": expand(rules.thresholding.output, subject=tested),
+        "data": expand(rules.preprocess.output, subject=tested),
+    }
+
+
+def final_outputs(wildcards):
+    outputs = [
+        *rules.cohort.output,
+        *expand(rules.thresholding.output, subject=included()),
+        *rules.statistics.output,
+        *rules.figures.output,
+    ]
+    if config["dataset"]["simulate"]:
+        outputs.append(rules.registration_accuracy.output[0])
+    return outputs

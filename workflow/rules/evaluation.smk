@@ -2,17 +2,6 @@
 # the paper's comparisons, concordance, result tables and figures.
 
 
-def evaluation_inputs(wildcards):
-    tested = included(GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"])
-    return {
-        "predictions": expand(
-            rules.predict.output.maps, approach=APPROACHES, target=TARGETS, fold=FOLDS
-        ),
-        "thresholding": expand(rules.thresholding.output, subject=tested),
-        "data": expand(rules.preprocess.output, subject=tested),
-    }
-
-
 rule metrics:
     input:
         unpack(evaluation_inputs),

@@ -2,11 +2,6 @@
 # mismatch ratio, on the other target's test patients of the same fold; MNI and native space.
 
 
-def prediction_data(wildcards):
-    groups = GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"]
-    return expand(rules.preprocess.output, subject=included(groups))
-
-
 rule predict:
     input:
         model=rules.train.output.model,

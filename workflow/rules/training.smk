@@ -20,13 +20,6 @@ rule splits:
         "../scripts/splits.py"
 
 
-def training_data(groups):
-    def inputs(wildcards):
-        return expand(rules.preprocess.output, subject=included(groups))
-
-    return inputs
-
-
 rule pretrain:
     input:
         splits=rules.splits.output,
@@ -52,14 +45,6 @@ rule pretrain:
         ENV
     script:
         "../scripts/train.py"
-
-
-def pretrained_model(wildcards):
-    return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
-
-
-def target_data(wildcards):
-    return expand(rules.preprocess.output, subject=included(GROUPS_OF[wildcards.target]))
 
 
 rule train:
