@@ -26,6 +26,7 @@ from tissuefate.errors import InputError
 from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, sidecar_path, validate_label
 from tissuefate.io.nifti import load_image, voxel_volume_ml
 from tissuefate.io.units import resolve_adc_factor
+from tissuefate.metrics import mismatch_ratio
 from tissuefate.reperfusion import UNKNOWN, reperfusion_group, reperfusion_rate
 
 EXCLUSION_REASONS = (
@@ -166,11 +167,10 @@ def review_participant(bids_root: str | Path, participant: str, clinical: dict, 
     elif row["tmax_baseline_ml"] <= float(cohort_cfg["complete_reperfusion_max_ml"]):
         reason = "complete_reperfusion_at_baseline"
 
-    if not (isinstance(row["tmax_baseline_ml"], float) and math.isnan(row["tmax_baseline_ml"])) \
-            and row["tmax_baseline_ml"] > 0 and not math.isnan(row["adc_lesion_baseline_ml"]):
+    # NaN volumes (no study) compare False and leave the ratio undefined.
+    if row["tmax_baseline_ml"] > 0 and row["adc_lesion_baseline_ml"] >= 0:
         cap = float((config.get("evaluation") or {}).get("mismatch_ratio_cap", 20.0))
-        core = row["adc_lesion_baseline_ml"]
-        row["mismatch_ratio_baseline"] = cap if core == 0 else min(row["tmax_baseline_ml"] / core, cap)
+        row["mismatch_ratio_baseline"] = mismatch_ratio(row["tmax_baseline_ml"], row["adc_lesion_baseline_ml"], cap)
 
     row["included"] = reason is None
     if reason is not None:

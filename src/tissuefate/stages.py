@@ -79,8 +79,6 @@ def predict_fold(config: dict, splits_path, model_path, approach: str, target: s
                  out_dir, attention_png=None, threads: int | None = None) -> list[Path]:
     """Every test patient of one fold (own and cross-applied) through the fold's model, in MNI
     space and mapped back to the patient's baseline DWI grid; one attention map per model."""
-    import shutil
-
     from tissuefate.io import derivatives
     from tissuefate.io.atomic import atomic_dir
     from tissuefate.prediction import predict_participants, save_attention_map
@@ -98,11 +96,9 @@ def predict_fold(config: dict, splits_path, model_path, approach: str, target: s
         for label, path in zip(labels, mni):
             native = derivatives.prediction_map(results, approach, target, fold, label, native=True).name
             to_native(path, label, results, bids, tmp / native)
-        if attention_png is not None and own:
-            save_attention_map(model_path, own[0], results, tmp / "attention.png",
-                               title=f"{approach} / {target} / fold {fold}: sub-{own[0]}")
-    if attention_png is not None and (out_dir / "attention.png").exists() and Path(attention_png) != out_dir / "attention.png":
-        shutil.copy2(out_dir / "attention.png", attention_png)
+    if attention_png is not None and labels:
+        save_attention_map(model_path, labels[0], results, attention_png,
+                           title=f"{approach} / {target} / fold {fold}: sub-{labels[0]}")
     return [out_dir / n for n in names]
 
 

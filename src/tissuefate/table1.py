@@ -162,13 +162,13 @@ def table1(cohort: pd.DataFrame) -> pd.DataFrame:
             continue
         if kind in ("binary", "categorical"):
             values = inc[column].astype(str)
-            levels = [level] if kind == "binary" else list(level)
-            all_levels = sorted(set(values)) if kind == "binary" else levels
-            table = np.array([[int((parts[g][column].astype(str) == lv).sum()) for g in groups] for lv in all_levels])
             if kind == "binary":
                 # Binary: a 2 x k table of level vs not level.
                 hit = np.array([int((parts[g][column].astype(str) == level).sum()) for g in groups])
                 table = np.vstack([hit, np.array([len(parts[g]) for g in groups]) - hit])
+            else:
+                levels = list(level)
+                table = np.array([[int((parts[g][column].astype(str) == lv).sum()) for g in groups] for lv in levels])
             p, test = categorical_p(table)
             if kind == "binary":
                 rows.append({"variable": label, "level": level, "all": _count(values.to_numpy() == level, len(inc)),
@@ -199,9 +199,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
              "chi-square or Fisher–Freeman–Halton exact (categorical).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iloc[1:].iterrows():
-        name = r["variable"] if not r["level"] or r["variable"] in ("Male",) or r["test"] else f"&nbsp;&nbsp;{r['level']}"
-        if r["variable"] != "Male" and r["level"] and not r["test"]:
-            name = f"&nbsp;&nbsp;{r['level']}"
+        # A level row of a categorical variable (no test of its own) is indented under it.
+        name = f"&nbsp;&nbsp;{r['level']}" if r["level"] and not r["test"] else r["variable"]
         cells = [name, r["all"]] + [r[g] for g in GROUP_ORDER] + [r["p"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
