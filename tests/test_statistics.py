@@ -166,6 +166,35 @@ def test_ccc_hand_worked_example():
     assert res.location_shift == pytest.approx(-0.4 / math.sqrt(math.sqrt(2) * 1.2))
 
 
+def test_ccc_matches_keras_documented_example():
+    # Published data + printed rho_c: TensorFlow API reference, tf.keras.metrics.concordance_correlation
+    # (https://www.tensorflow.org/api_docs/python/tf/keras/metrics/concordance_correlation), example
+    # y_true = [[0, 1, 0.5], [1, 1, 0.2]], y_pred = [[0.1, 0.9, 0.5], [1, 0.9, 0.2]], axis=-1
+    # -> [0.97560976 0.98765432] (one rho_c per row of 3 pairs, divisor n as in Lin 1989).
+    # Exactly 40/41 and 80/81. The page gives no interval, so only the point estimate is checked;
+    # no published example with raw data and a printed CI was found (see docs/statistics.md).
+    rows = [([0, 1, 0.5], [0.1, 0.9, 0.5], 0.97560976, Fraction(40, 41)),
+            ([1, 1, 0.2], [1, 0.9, 0.2], 0.98765432, Fraction(80, 81))]
+    for y_true, y_pred, published, exact in rows:
+        assert _ccc_exact([str(v) for v in y_true], [str(v) for v in y_pred]) == exact
+        res = st.lins_ccc(y_pred, y_true)
+        assert res.n == 3
+        assert res.ccc == pytest.approx(published, abs=5e-9)  # the 8 printed decimals
+        assert res.ccc == pytest.approx(float(exact), rel=1e-14)
+
+
+def test_ccc_torchmetrics_documented_example_differs_only_by_divisor():
+    # torchmetrics' ConcordanceCorrCoef docs print tensor(0.9777) for preds = [2.5, 0, 2, 8],
+    # target = [3, -0.5, 2, 7] (https://lightning.ai/docs/torchmetrics/stable/regression/
+    # concordance_corr_coef.html). That value uses n - 1 variances/covariance with the squared mean
+    # difference unscaled; Lin's divisor-n estimator (ours) gives 0.9768 on the same data.
+    preds, target = np.array([2.5, 0.0, 2.0, 8.0]), np.array([3.0, -0.5, 2.0, 7.0])
+    assert st.lins_ccc(preds, target).ccc == pytest.approx(0.9768, abs=5e-5)
+    vp, vt = preds.var(ddof=1), target.var(ddof=1)
+    cov = np.cov(preds, target, ddof=1)[0, 1]
+    assert 2 * cov / (vp + vt + (preds.mean() - target.mean()) ** 2) == pytest.approx(0.9777, abs=5e-5)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_ccc_and_z_interval_match_two_independent_formulations(seed):
     rng = np.random.default_rng(seed)
