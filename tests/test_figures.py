@@ -68,6 +68,51 @@ def test_overlay_figure_image_pixels():
     fig.canvas.draw()  # renders without a display
 
 
+def _write(path, data):
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.diag([4.0, 4.0, 4.0, 1.0])), str(path))
+
+
+def test_fig3_overlay_is_drawn_over_the_followup_flair(tmp_path):
+    """Paper Fig 3: the follow-up FLAIR in MNI under TP green, FN blue, FP red; without one,
+    the baseline DWI, and the figure says so."""
+    from tissuefate.io import derivatives
+    from tissuefate.stages import overlay_background
+
+    shape, k = (6, 7, 4), 2
+    rng = np.random.default_rng(0)
+    dwi = rng.uniform(0.5, 1.5, shape)
+    flair = rng.uniform(100.0, 900.0, shape)
+    truth = np.zeros(shape, bool)
+    truth[1:3, 2:4, k] = True
+    flair[truth] = 1500.0  # the final infarct is bright on FLAIR
+    pred = np.zeros(shape, bool)
+    pred[2:4, 2:4, k] = True
+    _write(derivatives.preproc_map(tmp_path, "01", "DWI"), dwi)
+    background, what = overlay_background(tmp_path, "01")
+    assert what == "baseline DWI (no follow-up FLAIR)"
+    np.testing.assert_allclose(background, dwi, rtol=1e-6)
+    _write(derivatives.flair_map(tmp_path, "01"), flair)
+    background, what = overlay_background(tmp_path, "01")
+    assert what == "follow-up FLAIR"
+    np.testing.assert_allclose(background, flair, rtol=1e-6)
+
+    fig = figures.overlay_figure(background, truth, {"pretraining": pred}, alpha=1.0, background_label=what)
+    assert fig.legends[0].get_title().get_text() == "over the follow-up FLAIR"
+    image = np.asarray(fig.axes[0].images[0].get_array())
+    t, p = figures.axial_display(truth, k), figures.axial_display(pred, k)
+    assert (image[t & p] == figures.TRUE_POSITIVE_RGB).all() and (t & p).any()
+    assert (image[t & ~p] == figures.FALSE_NEGATIVE_RGB).all() and (t & ~p).any()
+    assert (image[~t & p] == figures.FALSE_POSITIVE_RGB).all() and (~t & p).any()
+    # Everywhere else: the FLAIR's grey levels, not the DWI's.
+    rest = ~(t | p)
+    expected = figures.grey_levels(figures.axial_display(flair, k))
+    np.testing.assert_allclose(image[rest], np.repeat(expected[rest][:, None], 3, axis=1), rtol=1e-6)
+    assert not np.allclose(image[rest][:, 0], figures.grey_levels(figures.axial_display(dwi, k))[rest])
+
+
 def test_bland_altman_lines_at_the_right_heights():
     pred, true = [10.0, 20.0, 30.0, np.nan], [8.0, 21.0, 25.0, 4.0]
     s = figures.bland_altman_stats(pred, true)

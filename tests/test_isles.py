@@ -1,6 +1,6 @@
 """A real acute-stroke case (ISLES 2022, strokecase0009: DWI, ADC in 10^-3 mm^2/s with no
-Units field, expert lesion on the DWI grid, no perfusion) through the same per-participant
-workflow to MNI."""
+Units field, expert lesion on the DWI grid, a baseline FLAIR only, no perfusion) through the
+same per-participant workflow to MNI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tissuefate.io.units import detect_adc_factor, resolve_adc_factor
 from tissuefate.preprocessing.qc import dice
 from tissuefate.preprocessing.template import template_files
 from tissuefate.preprocessing.workflow import (
+    LIMITATION_BASELINE_FLAIR,
     LIMITATIONS_WITHOUT_PERFUSION,
     ParticipantInputs,
     PreprocessingSettings,
@@ -39,6 +40,7 @@ def isles_inputs() -> ParticipantInputs:
         flair=CASE / f"{PREFIX}flair.nii.gz",
         lesion=CASE / f"{PREFIX}msk.nii.gz",
         lesion_description="acute lesion (ISLES 2022 expert mask, drawn on the DWI)",
+        flair_session="baseline",  # acquired with the DWI: no follow-up imaging in ISLES 2022
     )
 
 
@@ -130,3 +132,25 @@ def test_lesion_maps_back_to_native(isles_run, tmp_path):
     assert out.exists() and back.shape == nib.load(str(dwi)).shape
     original = nib.load(str(CASE / f"{PREFIX}msk.nii.gz")).get_fdata() > 0
     assert dice(back.get_fdata() > 0.5, original) >= 0.6
+
+
+@pytest.mark.slow
+def test_baseline_flair_is_written_in_mni_but_not_used_for_fig3(isles_run):
+    """The 0.45 x 0.45 x 5 mm FLAIR (same session) lands on the DWI's anatomy in MNI: it
+    covers the brain, its acute lesion is brighter than the rest of the brain, and it
+    correlates with the warped DWI. Fig 3 falls back to the DWI, and the summary says why."""
+    from tissuefate.stages import overlay_background
+
+    results, _, summary = isles_run
+    assert summary["flair_session"] == "baseline" and LIMITATION_BASELINE_FLAIR in summary["limitations"]
+    assert not derivatives.flair_map(results, LABEL, "final").exists()
+    flair = nib.load(str(derivatives.flair_map(results, LABEL, "baseline"))).get_fdata()
+    dwi = nib.load(str(derivatives.preproc_map(results, LABEL, "DWI", "preproc"))).get_fdata()
+    brain = nib.load(str(derivatives.preproc_mask(results, LABEL, "brain"))).get_fdata() > 0
+    lesion = nib.load(str(derivatives.final_infarct_mask(results, LABEL))).get_fdata() > 0
+    assert (flair[~brain] == 0).all() and (flair[brain] > 0).mean() >= 0.95
+    assert np.median(flair[lesion]) / np.median(flair[brain & ~lesion]) >= 1.2  # 1.42 measured
+    assert np.corrcoef(flair[brain], dwi[brain])[0, 1] >= 0.4  # 0.58 measured
+    background, what = overlay_background(results, LABEL)
+    assert what == "baseline DWI (no follow-up FLAIR)"
+    np.testing.assert_array_equal(background, nib.load(str(derivatives.preproc_map(results, LABEL, "DWI"))).get_fdata())

@@ -18,14 +18,17 @@ from tissuefate.preprocessing import normalization as norm
 from tissuefate.preprocessing.phantom import PhantomSpec, write_phantom_participant
 from tissuefate.preprocessing.qc import (
     RegistrationQCError,
+    _resample_mni,
     dice,
     qc_figure_path,
     qc_verdict,
     registration_accuracy,
     registration_table,
+    truth_paths,
 )
 from tissuefate.preprocessing.template import template_files
 from tissuefate.preprocessing.workflow import (
+    LIMITATION_NO_FLAIR,
     ParticipantInputs,
     PreprocessingSettings,
     check_inputs,
@@ -69,6 +72,38 @@ def phantom_results(tmp_path_factory, phantom_bids, template_dir):
     results = tmp_path_factory.mktemp("results")
     summary = preprocess_participant(LABEL, phantom_bids, results, FAST, template_dir=template_dir)
     return results, summary
+
+
+def _mirror_x(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The mask reflected across the MNI midline (x -> -x): the contralateral region."""
+    ijk = np.argwhere(mask)
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    world[:, 0] *= -1
+    back = np.rint((world - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(int)
+    back = back[np.all((back >= 0) & (back < np.array(mask.shape)), axis=1)]
+    out = np.zeros(mask.shape, bool)
+    out[tuple(back.T)] = True
+    return out
+
+
+def flair_measures(results, label: str, bids_root) -> dict:
+    """The follow-up FLAIR in MNI against the truth: where it lies relative to the MNI brain
+    mask, its median in the TRUE final infarct over the mirrored contralateral brain, and its
+    Pearson r with the noise-free truth FLAIR inside the brain."""
+    img = nib.load(str(derivatives.flair_map(results, label)))
+    flair = img.get_fdata()
+    brain = nib.load(str(derivatives.preproc_mask(results, label, "brain"))).get_fdata() > 0
+    truth = truth_paths(bids_root, label)
+    infarct = _resample_mni(nib.load(str(truth["infarct"])), img, 0) > 0.5
+    true_brain = _resample_mni(nib.load(str(truth["brain"])), img, 0) > 0.5
+    contralateral = _mirror_x(infarct, img.affine) & true_brain & ~infarct
+    inside = brain & (flair > 0)
+    return {
+        "max_outside_brain": float(np.abs(flair[~brain]).max()),
+        "brain_covered": float(inside.sum() / brain.sum()),
+        "lesion_contrast": float(np.median(flair[infarct]) / np.median(flair[contralateral])),
+        "r_truth": float(np.corrcoef(flair[inside], _resample_mni(nib.load(str(truth["flair"])), img, 1)[inside])[0, 1]),
+    }
 
 
 def _affine(mm=2.0):
@@ -374,6 +409,21 @@ def test_phantom_outputs_exist(phantom_results):
 
 
 @pytest.mark.slow
+def test_phantom_followup_flair_in_mni(phantom_results, phantom_bids, template_dir):
+    """The phantom's FLAIR (lesion 1.9x brighter at its centre) on the MNI grid, through
+    FLAIR -> DWI -> MNI: a 4 mm shift of the output drops r with the truth from 0.80 to 0.5."""
+    results, summary = phantom_results
+    path = derivatives.flair_map(results, LABEL)
+    assert summary["flair_session"] == "final" and summary["outputs"]["FLAIR_preproc"] == str(path.relative_to(results))
+    img, grid = nib.load(str(path)), nib.load(str(template_files(4, template_dir).brain_mask))
+    assert img.shape == grid.shape and np.allclose(img.affine, grid.affine)
+    m = flair_measures(results, LABEL, phantom_bids)
+    assert m["max_outside_brain"] == 0.0 and m["brain_covered"] >= 0.95, m
+    assert m["lesion_contrast"] >= 1.4, m  # 1.74 measured
+    assert m["r_truth"] >= 0.7, m  # 0.80 measured
+
+
+@pytest.mark.slow
 def test_phantom_maps_are_normalized_and_masks_consistent(phantom_results):
     results, summary = phantom_results
     load = lambda p: nib.load(str(p)).get_fdata()  # noqa: E731
@@ -462,26 +512,53 @@ def test_flipped_head_is_flagged(phantom_copy, template_dir, tmp_path):
 # ------------------------------------------------------------------ the simulated CI cohort
 
 
-@pytest.mark.slow
-def test_registration_accuracy_on_the_ci_cohort(simulated_bids, ci_config, tmp_path):
-    """The three included CI participants with the largest final infarcts, at the CI config's
-    template resolution: the demo's targets hold on the CI cohort's 4-5 mm images too."""
+def _ci_plan(simulated_bids):
     import pandas as pd
 
-    plan = pd.read_csv(simulated_bids / "derivatives" / "simulation" / "plan.tsv", sep="\t", keep_default_na=False)
+    return pd.read_csv(simulated_bids / "derivatives" / "simulation" / "plan.tsv", sep="\t", keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def ci_preprocessed(simulated_bids, ci_config, tmp_path_factory):
+    """The three included CI participants with the largest final infarcts, preprocessed at
+    the CI config's template resolution: (results, {label: summary})."""
+    plan = _ci_plan(simulated_bids)
     included = [p.removeprefix("sub-") for p in plan.loc[plan["simulated_exclusion"] == "n/a", "participant_id"]]
     volume = {
         lab: json.loads((ParticipantFiles(simulated_bids, lab).truth_dir() / f"sub-{lab}_desc-truth.json").read_text())["final_infarct_ml_mni"]
         for lab in included
     }
-    labels = sorted(included, key=lambda lab: -volume[lab])[:3]
-    results = tmp_path / "results"
+    results = tmp_path_factory.mktemp("ci_results")
+    return results, {lab: preprocess_participant(lab, simulated_bids, results, ci_config) for lab in sorted(included, key=lambda lab: -volume[lab])[:3]}
+
+
+@pytest.mark.slow
+def test_registration_accuracy_on_the_ci_cohort(simulated_bids, ci_preprocessed):
+    """The demo's targets hold on the CI cohort's 4-5 mm images too."""
+    results, summaries = ci_preprocessed
     accs = []
-    for lab in labels:
-        summary = preprocess_participant(lab, simulated_bids, results, ci_config)
+    for lab, summary in summaries.items():
         assert summary["registration_qc"]["passed"], (lab, summary["registration_qc"])
         accs.append(registration_accuracy(lab, results, simulated_bids))
     med = {k: float(np.median([a[k] for a in accs])) for k in ("brain_dice", "lesion_dice", "median_displacement_mm")}
     assert med["brain_dice"] >= 0.95, accs
     assert med["lesion_dice"] >= 0.80, accs
     assert med["median_displacement_mm"] <= 2.0, accs
+
+
+@pytest.mark.slow
+def test_followup_flair_in_mni_on_the_ci_cohort(simulated_bids, ci_config, ci_preprocessed):
+    """The simulator's final infarct is 1.55x brighter than tissue on FLAIR: in MNI it lies
+    where the truth puts it. A participant without follow-up imaging gets no FLAIR, and says so."""
+    results, summaries = ci_preprocessed
+    for lab, summary in summaries.items():
+        assert summary["flair_session"] == "final" and LIMITATION_NO_FLAIR not in summary["limitations"]
+        m = flair_measures(results, lab, simulated_bids)
+        assert m["max_outside_brain"] == 0.0 and m["brain_covered"] >= 0.95, (lab, m)
+        assert m["lesion_contrast"] >= 1.4, (lab, m)  # 1.72-1.77 measured
+        assert m["r_truth"] >= 0.65, (lab, m)  # 0.75-0.84 measured
+    plan = _ci_plan(simulated_bids)
+    lab = plan.loc[plan["simulated_exclusion"] == "no_usable_followup", "participant_id"].iloc[0].removeprefix("sub-")
+    summary = preprocess_participant(lab, simulated_bids, results, ci_config)
+    assert summary["flair_session"] is None and LIMITATION_NO_FLAIR in summary["limitations"]
+    assert "FLAIR_preproc" not in summary["outputs"] and not derivatives.flair_map(results, lab).exists()

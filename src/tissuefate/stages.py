@@ -206,6 +206,17 @@ def statistics_tables(config: dict, per_case_tsv, mismatch_tsv, out_dir) -> dict
     return {k: v[0] for k, v in tables.items()}
 
 
+def overlay_background(results, label: str) -> tuple:
+    """The Fig 3 background of one participant: the follow-up FLAIR in MNI space as in the
+    paper, else (no follow-up FLAIR) the baseline DWI. Returns (volume, what it is)."""
+    from tissuefate.io import derivatives
+
+    flair = derivatives.flair_map(results, label, "final")
+    if flair.exists():
+        return _load(flair)[0], "follow-up FLAIR"
+    return _load(derivatives.preproc_map(results, label, "DWI", "normalized"))[0], "baseline DWI (no follow-up FLAIR)"
+
+
 def result_figures(config: dict, per_case_tsv, mismatch_tsv, splits_path, out_dir) -> list[Path]:
     """Bland-Altman and predicted-vs-true volume grids, a Fig 3-style overlay per target and a
     Fig 4-style mismatch example."""
@@ -241,14 +252,14 @@ def result_figures(config: dict, per_case_tsv, mismatch_tsv, splits_path, out_di
         rows = rows.sort_values(["dice", "participant_id"]).reset_index(drop=True)
         row = rows.iloc[len(rows) // 2]
         label, fold = row.participant_id.removeprefix("sub-"), int(row.fold)
-        background, _ = _load(derivatives.preproc_map(results, label, "DWI", "normalized"))
+        background, background_label = overlay_background(results, label)
         truth, _ = _load(derivatives.final_infarct_mask(results, label))
         coverage, _ = _load(derivatives.preproc_mask(results, label, "coverage"))
         predictions = {a: (_load(prob(a, target, fold, label))[0] >= 0.5) & (coverage > 0.5)
                        for a in ("pretraining", "separate", "thresholding")}
-        fig = overlay_figure(background, truth > 0.5, predictions,
+        fig = overlay_figure(background, truth > 0.5, predictions, background_label=background_label,
                              title=f"{target.replace('_', ' ')}: sub-{label} (fold {fold}); "
-                                   "green TP, blue FN, red FP over baseline DWI")
+                                   f"green TP, blue FN, red FP over the {background_label}")
         path = out_dir / f"overlay_{target}.png"
         save_figure(fig, path)
         written.append(path)

@@ -40,6 +40,14 @@ def final_infarct_mask(results: str | Path, label: str) -> Path:
     return participant_dir(results, label) / f"sub-{label}_ses-final_space-{SPACE}_desc-infarct_mask.nii.gz"
 
 
+def flair_map(results: str | Path, label: str, session: str = "final") -> Path:
+    """The FLAIR in MNI space (arbitrary units, 0 outside the brain): the follow-up
+    (``final``) one is the background of the Fig 3 overlays; a baseline-only FLAIR
+    (ISLES 2022) is written with ``ses-baseline``."""
+    assert session in ("final", "baseline"), session
+    return participant_dir(results, label) / f"sub-{label}_ses-{session}_space-{SPACE}_desc-preproc_FLAIR.nii.gz"
+
+
 def transform(results: str | Path, label: str, inverse: bool = False) -> Path:
     """Composite ANTs transform between the baseline DWI space and MNI (HDF5)."""
     src, dst = ("dwi", SPACE) if not inverse else (SPACE, "dwi")

@@ -219,6 +219,8 @@ def write_phantom_participant(bids_root: str | Path, spec: PhantomSpec = Phantom
     sub = files.sub
     save_image((mimgs["final"] > 0.5).astype(np.uint8), m_aff, truth / f"{sub}_space-{SPACE}_desc-infarct_mask.nii.gz", dtype=np.uint8)
     save_image((mimgs["brain"] > 0.5).astype(np.uint8), m_aff, truth / f"{sub}_space-{SPACE}_desc-brain_mask.nii.gz", dtype=np.uint8)
+    if spec.write_flair:
+        save_image(mimgs["FLAIR"].astype(np.float32), m_aff, truth / f"{sub}_space-{SPACE}_FLAIR.nii.gz")
     save_image(dwi_mni.astype(np.float32), dwi_aff, truth / f"{sub}_ses-baseline_acq-b1000_desc-mnicoords_xfm.nii.gz")
     write_json(truth / f"{sub}_desc-truth.json", out)
     return json.loads(json.dumps(out))

@@ -198,6 +198,7 @@ def truth_paths(bids_root: str | Path, label: str) -> dict[str, Path]:
     return {
         "infarct": d / f"{sub}_space-{SPACE}_desc-infarct_mask.nii.gz",
         "brain": d / f"{sub}_space-{SPACE}_desc-brain_mask.nii.gz",
+        "flair": d / f"{sub}_space-{SPACE}_FLAIR.nii.gz",  # noise-free; absent without a follow-up FLAIR
         "mnicoords": d / f"{sub}_ses-baseline_acq-b1000_desc-mnicoords_xfm.nii.gz",
         "json": d / f"{sub}_desc-truth.json",
     }

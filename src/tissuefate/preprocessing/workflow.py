@@ -2,7 +2,8 @@
 
     ADC, perfusion (via CBV), follow-up Tmax, FLAIR --rigid--> baseline DWI space
     baseline DWI (b0, else b1000) --affine + SyN, lesion masked out--> MNI template
-    every map --one composed transform--> MNI; masks, normalization, stroke side; QC
+    every map (and the FLAIR) --one composed transform--> MNI; masks, normalization,
+    stroke side; QC
 
 Entry point for the rule: :func:`preprocess_participant`. Everything is checked before
 anything is written (:class:`tissuefate.errors.InputError`); a registration that fails its
@@ -102,6 +103,9 @@ class ParticipantInputs:
     flair: Path | None = None
     lesion: Path | None = None  # on the FLAIR grid or on the DWI grid
     lesion_description: str = "final infarct (follow-up FLAIR)"
+    # The FLAIR's session: "final" (follow-up, days later: the Fig 3 background) or
+    # "baseline" (acquired with the DWI, e.g. ISLES 2022).
+    flair_session: str = "final"
 
     @classmethod
     def from_bids(cls, bids_root: str | Path, label: str) -> "ParticipantInputs":
@@ -191,13 +195,16 @@ def check_inputs(inputs: ParticipantInputs, settings: PreprocessingSettings) -> 
                     path=path,
                     fix="check the perfusion header (orientation, origin, voxel size) against the DWI; both come from the same session",
                 )
+    if inputs.flair is not None:
+        if inputs.flair_session not in ("final", "baseline"):
+            raise ValueError(f"flair_session must be final or baseline, not {inputs.flair_session!r}")
+        load_image(inputs.flair, lab, what=f"{inputs.flair_session} FLAIR")
     checks["lesion_on"] = None
     if inputs.lesion is not None:
         lesion = load_image(inputs.lesion, lab, what="final infarct mask", allow_constant=True)
         if not np.isin(np.unique(lesion.get_fdata()), (0, 1)).all():
             raise InputError("the lesion mask is not binary (values other than 0 and 1)", participant=lab, path=inputs.lesion, fix="threshold the segmentation to 0/1")
         if inputs.flair is not None and same_grid(inputs.lesion, inputs.flair):
-            load_image(inputs.flair, lab, what="final FLAIR")
             checks["lesion_on"] = "flair"
         elif same_grid(inputs.lesion, inputs.b1000):
             checks["lesion_on"] = "dwi"
@@ -218,8 +225,8 @@ def derive_mni_maps(warped: dict[str, str], template_mask: str, tissue_probseg: 
     """Masks, parenchymal-mean normalization and stroke side from the maps warped to MNI.
 
     ``warped`` keys: DWI, ADC, dwi_fov, adc_fov, and when available Tmax, MTT, CBF, CBV,
-    perf_fov, Tmax_followup, followup_fov, final_infarct. Returns (output key -> file,
-    summary numbers)."""
+    perf_fov, Tmax_followup, followup_fov, FLAIR, final_infarct. Returns (output key ->
+    file, summary numbers)."""
     tm_img = nib.load(template_mask)
     affine = tm_img.affine
     load = lambda k: nib.load(warped[k]).get_fdata(dtype=np.float32)  # noqa: E731
@@ -293,6 +300,9 @@ def derive_mni_maps(warped: dict[str, str], template_mask: str, tissue_probseg: 
         summary["followup_tmax6s_ml"] = round(norm.volume_ml(fu_cov & (fu > params["tmax_threshold_s"]), affine), 2)
         summary["followup_baseline_common_coverage_ml"] = round(norm.volume_ml(fu_cov, affine), 2)
         summary["baseline_tmax6s_in_common_coverage_ml"] = round(norm.volume_ml(fu_cov & tmax6, affine), 2)
+    if "FLAIR" in warped:
+        # The Fig 3 background only: arbitrary units, neither normalized nor a model input.
+        save("FLAIR_preproc", np.where(brain, load("FLAIR"), 0.0))
     final = None
     if "final_infarct" in warped:
         final = norm.binarize_preserving_volume(load("final_infarct"))
@@ -420,8 +430,12 @@ def build_workflow(
             fu_reg = rigid("followup_tmax", inputs.perfusion["Tmax"], inputs.tmax_followup, rank_intensities=True)
             warp("Tmax_followup", str(inputs.tmax_followup), native=perf_reg, session=fu_reg)
             warp("followup_fov", str(inputs.tmax_followup), fov=True, native=perf_reg, session=fu_reg)
+    if inputs.flair is not None:
+        # A follow-up FLAIR is from another session days later: start from the centres of mass.
+        init = "center_of_mass" if inputs.flair_session == "final" else "identity"
+        flair_reg = rigid("flair", reg_image, inputs.flair, initialization=init)
+        warp("FLAIR", str(inputs.flair), native=flair_reg)
     if checks["lesion_on"] == "flair":
-        flair_reg = rigid("flair", reg_image, inputs.flair, initialization="center_of_mass")
         warp("final_infarct", str(inputs.lesion), native=flair_reg)
     elif checks["lesion_on"] == "dwi":
         warp("final_infarct", str(inputs.lesion))  # linear: binarized keeping its volume (derive_mni_maps)
@@ -478,9 +492,11 @@ def _copy(src: str | Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def _output_path(key: str, results: Path, label: str) -> Path:
+def _output_path(key: str, results: Path, label: str, flair_session: str = "final") -> Path:
     if key == "final_infarct":
         return derivatives.final_infarct_mask(results, label)
+    if key == "FLAIR_preproc":
+        return derivatives.flair_map(results, label, flair_session)
     if key == "Tmax_followup_preproc":
         return followup_tmax_path(results, label)
     if key.startswith("mask_"):
@@ -494,6 +510,11 @@ LIMITATIONS_WITHOUT_PERFUSION = (
     "diffusion-only; the 8-channel models and the tissue-at-risk thresholding cannot run for this participant, the "
     "reperfusion group cannot be derived; registration to MNI, the DWI and ADC maps, the ADC < 620 mask, the "
     "ischemic-core thresholding and the lesion warp are available"
+)
+LIMITATION_NO_FLAIR = "no FLAIR: none is written in MNI; the Fig 3 overlays fall back to the baseline DWI"
+LIMITATION_BASELINE_FLAIR = (
+    "baseline FLAIR only (no follow-up FLAIR): it is written in MNI as ses-baseline; the Fig 3 overlays fall back "
+    "to the baseline DWI"
 )
 
 
@@ -541,7 +562,7 @@ def preprocess_inputs(
         )
         outputs: dict[str, str] = {}
         for key, src in derived.items():
-            dst = _output_path(key, results, label)
+            dst = _output_path(key, results, label, inputs.flair_session)
             _copy(src, dst)
             outputs[key] = str(dst)
         fwd, inv = derivatives.transform(results, label), derivatives.transform(results, label, inverse=True)
@@ -574,6 +595,7 @@ def preprocess_inputs(
         "has_perfusion": bool(inputs.perfusion),
         "has_followup_tmax": inputs.tmax_followup is not None and bool(inputs.perfusion),
         "final_lesion": None if checks["lesion_on"] is None else {"source": inputs.lesion_description, "drawn_on": checks["lesion_on"]},
+        "flair_session": None if inputs.flair is None else inputs.flair_session,
         "limitations": [] if inputs.perfusion else [LIMITATIONS_WITHOUT_PERFUSION],
         "perfusion_overlap_fraction": checks["perfusion_overlap"],
         "lesion_metric_mask_excluded_ml": round(float(res["lesion_metric_mask"].excluded_ml), 2),
@@ -584,6 +606,10 @@ def preprocess_inputs(
         "node_seconds": node_seconds,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
     }
+    if inputs.flair is None:
+        summary["limitations"].append(LIMITATION_NO_FLAIR)
+    elif inputs.flair_session != "final":
+        summary["limitations"].append(LIMITATION_BASELINE_FLAIR)
     if inputs.lesion is None:
         summary["limitations"].append("no final lesion mask: the participant can be predicted but not used for training or testing")
     write_json(derivatives.preproc_summary(results, label), summary)

@@ -131,9 +131,11 @@ def overlay_figure(
     title: str | None = None,
     radiological: bool = True,
     alpha: float = 0.6,
+    background_label: str = "follow-up FLAIR",
 ) -> Figure:
-    """Fig 3-style row: one panel per approach (binary predictions in MNI space) over the
-    follow-up FLAIR; the slice defaults to the one with the largest true lesion."""
+    """Fig 3-style row: one panel per approach (binary predictions in MNI space) over
+    ``background`` (the paper's: the follow-up FLAIR in MNI space; ``background_label``
+    names it under the legend); the slice defaults to the one with the largest true lesion."""
     if not predictions:
         raise InputError("no prediction to show")
     k = largest_lesion_slice(truth) if slice_index is None else int(slice_index)
@@ -149,7 +151,7 @@ def overlay_figure(
     fig.legend(handles=[Patch(color=TRUE_POSITIVE_RGB, label="true positive"),
                         Patch(color=FALSE_NEGATIVE_RGB, label="false negative"),
                         Patch(color=FALSE_POSITIVE_RGB, label="false positive")],
-               loc="outside lower center", ncols=3, frameon=False)
+               loc="outside lower center", ncols=3, frameon=False, title=f"over the {background_label}")
     if title:
         fig.suptitle(title)
     return fig

@@ -219,6 +219,8 @@ def simulate_participant(config: dict, bids_root: str | Path, participant: str) 
         _write(truth_dir / f"{tprefix}_desc-severity_map.nii.gz", maps.severity, anat.affine)
         _write(truth_dir / f"{tprefix}_Tmax.nii.gz", maps.tmax_s, anat.affine)
         _write(truth_dir / f"{tprefix}_ADC.nii.gz", maps.adc_um2_per_s, anat.affine)
+        if bool(row["has_final"]):
+            _write(truth_dir / f"{tprefix}_FLAIR.nii.gz", maps.flair, anat.affine)  # before bias field and noise
         truth = {
             "participant_id": sub,
             "site": site.name,
