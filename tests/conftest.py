@@ -37,10 +37,24 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.Comp
     )
 
 
+# The CI study as a researcher runs their own data: the cohort is simulated first with the
+# command-line tool, then the workflow reads it as a real BIDS dataset (dataset.simulate: false),
+# so the rerun tests see every raw file as an input. (The Slurm test runs the same study with
+# the simulation inside the workflow, and its tables must be byte-identical to this run's.)
+CI_DATA = "ci_data.yaml"
+CI_ARGS = ("--configfile", "config/ci.yaml", CI_DATA)
+
+
 @pytest.fixture(scope="session")
 def ci_run(tmp_path_factory) -> Path:
     workdir = workflow_copy(tmp_path_factory.mktemp("workflow") / "repo")
-    proc = snakemake(workdir, "--configfile", "config/ci.yaml")
+    tool = Path(sys.executable).parent / "tissuefate"
+    sim = subprocess.run([str(tool), "simulate", "--configfile", "config/ci.yaml"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert sim.returncode == 0, (sim.stdout + sim.stderr)[-8000:]
+    bids = yaml.safe_load((workdir / "config/ci.yaml").read_text())["dataset"]["bids_dir"]
+    (workdir / CI_DATA).write_text(f"dataset:\n  simulate: false\n  bids_dir: {bids}\n")
+    proc = snakemake(workdir, *CI_ARGS)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     return workdir
 

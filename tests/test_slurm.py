@@ -359,6 +359,46 @@ def _copy_repo(dest: Path) -> Path:
     return dest
 
 
+class TrainingCanceller(threading.Thread):
+    """scancels one training job of the study mid-run: after its first epoch's checkpoint is
+    written and before its model is, while Slurm says RUNNING. Tries the next job if the
+    cancel came too late (the job completed anyway)."""
+
+    def __init__(self, root: Path, monitor: SlurmMonitor):
+        super().__init__(daemon=True)
+        self.root, self.monitor = root, monitor
+        self.cancelled: tuple[str, Path, str] | None = None  # Slurm ID, model folder, job comment
+        self._tried: set[str] = set()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        while self.cancelled is None and not self._stop.wait(0.2):
+            for ckpt in sorted((self.root / "results/models").glob("*/*/fold-*/checkpoint/last.pt")):
+                model_dir = ckpt.parent.parent
+                if (model_dir / "model.pt").exists():
+                    continue
+                wildcards = "_".join([*model_dir.parts[-3:-1], model_dir.name.removeprefix("fold-")])
+                comment = f"rule_train_wildcards_{wildcards}"
+                self.monitor.poll()
+                running = [j for j, info in list(self.monitor.jobs.items())
+                           if info["comment"] == comment and info["state"] == "RUNNING" and j not in self._tried]
+                if not running:
+                    continue
+                jobid = running[0]
+                self._tried.add(jobid)
+                subprocess.run(["scancel", jobid], capture_output=True, timeout=20)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and self.monitor.state(jobid) in ("RUNNING", "COMPLETING"):
+                    time.sleep(0.5)
+                if self.monitor.state(jobid) == "CANCELLED":
+                    self.cancelled = (jobid, model_dir, comment)
+                    return
+
+
 def _tables(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in sorted((root / "results").rglob("*.tsv"))}
 
@@ -381,13 +421,32 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path, request):
         # The local run of the CI study, shared with tests/test_workflow.py (one run a session).
         local = request.getfixturevalue("ci_run")
 
-    # exactly as the README shows, from the repository root
+    # exactly as the README shows, from the repository root (the cohort simulated inside the
+    # workflow; the local run read the same cohort as real data); one training job is
+    # scancel'ed mid-run and must be retried, resume from its checkpoint and give the same tables
     with SlurmMonitor(cluster, interval=2.0) as mon:
-        proc = run_snakemake(["--profile", "profiles/slurm", "--configfile", "config/ci.yaml"],
-                             cwd=cluster, timeout=E2E_TIMEOUT,
-                             env=_env({"PYTHONPATH": str(cluster / "src")}))
+        canceller = TrainingCanceller(cluster, mon)
+        canceller.start()
+        try:
+            proc = run_snakemake(["--profile", "profiles/slurm", "--configfile", "config/ci.yaml"],
+                                 cwd=cluster, timeout=E2E_TIMEOUT,
+                                 env=_env({"PYTHONPATH": str(cluster / "src")}))
+        finally:
+            canceller.stop()
     out = proc.stdout
     assert proc.returncode == 0, "Slurm run failed:\n" + tail(out)
+
+    # the cancelled training job: CANCELLED in Slurm, retried as a new Slurm job that resumed
+    # after the first epoch and completed
+    assert canceller.cancelled is not None, "no training job could be cancelled mid-run:\n" + tail(out)
+    cancelled, model_dir, comment = canceller.cancelled
+    assert mon.state(cancelled) == "CANCELLED"
+    assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in out
+    retried = [j for j, info in mon.jobs.items() if info["comment"] == comment and j != cancelled]
+    assert [mon.state(j) for j in retried] == ["COMPLETED"], mon.jobs
+    approach, target, fold = model_dir.parts[-3], model_dir.parts[-2], model_dir.name
+    train_log = (cluster / "results/logs/training" / f"{approach}_{target}_{fold}.log").read_text()
+    assert "resuming after epoch 1 of" in train_log, train_log
 
     # every non-local job was a real Slurm job that completed
     jobs = submitted(out)

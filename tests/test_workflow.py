@@ -6,7 +6,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import SNAKEMAKE, snakemake, workflow_copy
+from conftest import CI_ARGS, SNAKEMAKE, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_ci_study_cohort(ci_run):
 
 
 def test_nothing_to_do_on_a_second_run(ci_run):
-    proc = snakemake(ci_run, "--configfile", "config/ci.yaml", "-n")
+    proc = snakemake(ci_run, *CI_ARGS, "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 

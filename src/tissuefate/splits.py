@@ -160,18 +160,35 @@ def make_splits(
     return splits
 
 
-def write_splits(cohort_tsv: str | Path, out_json: str | Path, seed: int, **kwargs) -> dict:
-    """Read the cohort table (TSV), make the splits and write them as JSON (one rule, one call).
+def read_splits(cohort_tsv: str | Path, seed: int, **kwargs) -> dict:
+    """The splits of a cohort table (TSV), as :func:`write_splits` writes them.
 
-    ``kwargs``: n_folds, ratio, pretrain_val_fraction (config section ``splits:``).
+    The workflow also calls this when it builds the DAG, so that each training and prediction
+    job lists exactly its own patients as inputs (and reruns only when they change).
     """
     cohort_tsv = Path(cohort_tsv)
     if not cohort_tsv.exists():
         raise InputError("the cohort table is missing", path=cohort_tsv, fix="run the cohort stage first")
     df = pd.read_csv(cohort_tsv, sep="\t", dtype={"participant_id": str})
-    splits = make_splits(df, seed, **kwargs)
+    return make_splits(df, seed, **kwargs)
+
+
+def write_splits(cohort_tsv: str | Path, out_json: str | Path, seed: int, **kwargs) -> dict:
+    """Read the cohort table (TSV), make the splits and write them as JSON (one rule, one call).
+
+    ``kwargs``: n_folds, ratio, pretrain_val_fraction (config section ``splits:``).
+    """
+    splits = read_splits(cohort_tsv, seed, **kwargs)
     atomic_write_text(out_json, json.dumps(splits, indent=2) + "\n")
     return splits
+
+
+def membership_digest(patients: dict) -> str:
+    """A short fingerprint of a job's patients (``job_patients``), for Snakemake's params trigger."""
+    import hashlib
+
+    text = json.dumps({k: sorted(v) for k, v in sorted(patients.items())})
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def load_splits(path: str | Path) -> dict:

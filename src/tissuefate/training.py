@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -41,6 +42,8 @@ from tissuefate.model import (
     freeze_encoder as _freeze_encoder,
     read_checkpoint,
 )
+
+log = logging.getLogger(__name__)
 
 # Config section ``training:`` and its defaults.
 DEFAULTS = {
@@ -287,6 +290,8 @@ def train(
                 optimizer.load_state_dict(ckpt["optimizer"])
                 start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt["history"])
                 best = {"dice": float(ckpt["best_dice"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
+                log.info("%s: resuming after epoch %d of %d from %s", where, start_epoch - 1, int(cfg["epochs"]),
+                         out["checkpoint"])
 
         n_samples = len(train_data.sample_slices)
         per_epoch = int(cfg["samples_per_epoch"] or n_samples)
@@ -321,6 +326,9 @@ def train(
                    "optimizer": optimizer.state_dict(), "history": history, "best_dice": best["dice"],
                    "best_epoch": best["epoch"], "best_state": best["state"]}, out["checkpoint"])
             write_curves_tsv(history, out["curves_tsv"])
+            log.info("%s: epoch %d/%d, train loss %.4f, validation loss %.4f, validation Dice %.3f (%.1f s)",
+                     where, epoch, int(cfg["epochs"]), row["train_loss"], row["val_loss"], row["val_dice"],
+                     row["seconds"])
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
 

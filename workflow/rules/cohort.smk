@@ -4,9 +4,12 @@
 rule review_participant:
     input:
         unpack(participant_inputs),
-        participants=f"{BIDS}/participants.tsv",
+        # ancient: the participant's own row is the params below, so editing one row reruns one review.
+        participants=ancient(f"{BIDS}/participants.tsv"),
     output:
         f"{RESULTS}/cohort/sub-{{subject}}/sub-{{subject}}_review.json",
+    params:
+        clinical=clinical_row,
     log:
         f"{LOGS}/cohort/sub-{{subject}}.log",
     group:

@@ -6,6 +6,8 @@ import pandas as pd
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
+from tissuefate.splits import job_patients, membership_digest, read_splits
+from tissuefate.stages import fold_prediction_labels
 
 BIDS = config["dataset"]["bids_dir"]
 RESULTS = config.get("results_dir", "results")
@@ -16,21 +18,44 @@ ENV = "../../envs/tissuefate.yaml"
 if config["dataset"]["simulate"]:
     # Known from the config alone, so the DAG is built before anything is simulated.
     SUBJECTS = participant_labels(config["simulation"])
+    CLINICAL = {}
 else:
-    SUBJECTS = [p.removeprefix("sub-") for p in read_participants(BIDS)["participant_id"]]
+    _participants = read_participants(BIDS)
+    SUBJECTS = [p.removeprefix("sub-") for p in _participants["participant_id"]]
+    # Each participant's own row of participants.tsv: editing one row reruns that row's review only.
+    CLINICAL = {
+        pid.removeprefix("sub-"): "\t".join(row)
+        for pid, row in zip(_participants["participant_id"], _participants.astype(str).values.tolist())
+    }
 
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
 
 
+def _files_under(folder):
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file())
+
+
 def participant_inputs(wildcards):
-    """A participant's raw folder, and the lesion-mask folder where it exists (or will)."""
-    inputs = {"raw": f"{BIDS}/sub-{wildcards.subject}"}
+    """A participant's raw data and lesion masks.
+
+    Simulated data: the folders the simulator writes (Snakemake tracks them as its outputs).
+    Real data: every file in them, because Snakemake compares a folder's own mtime only and would
+    miss a re-exported map inside it; a changed file reruns that participant's jobs.
+    """
+    raw = f"{BIDS}/sub-{wildcards.subject}"
     lesions = f"{BIDS}/derivatives/lesions/sub-{wildcards.subject}"
-    if config["dataset"]["simulate"] or Path(lesions).exists():
-        inputs["lesions"] = lesions
+    if config["dataset"]["simulate"]:
+        return {"raw": raw, "lesions": lesions}
+    inputs = {"raw": _files_under(raw) if Path(raw).is_dir() else raw}
+    if Path(lesions).is_dir():
+        inputs["lesions"] = _files_under(lesions)
     return inputs
+
+
+def clinical_row(wildcards):
+    return CLINICAL.get(wildcards.subject, "")
 
 
 def included(groups=None):
@@ -60,24 +85,53 @@ TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
 # Input functions of the rules (evaluated once the cohort checkpoint has run).
 
 
-def training_data(groups):
-    def inputs(wildcards):
-        return expand(rules.preprocess.output, subject=included(groups))
+def study_splits():
+    """The folds, computed from the cohort table exactly as the splits rule writes splits.json.
 
-    return inputs
+    Training and prediction jobs take splits.json as an ancient() input and list their own
+    patients as inputs and params: a change to the cohort table reruns only the jobs whose
+    patients changed, not all 21 models.
+    """
+    return read_splits(checkpoints.cohort.get().output.participants, config["seed"], **config.get("splits", {}))
+
+
+def _labels(ids):
+    return sorted(p.removeprefix("sub-") for p in ids)
+
+
+def _training_patients(wildcards):
+    approach = wildcards.get("approach", "pretrain")
+    fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
+    return job_patients(study_splits(), approach, wildcards.get("target"), fold)
+
+
+def training_data(wildcards):
+    """Preprocessed data of the job's training and validation patients (not its test patients)."""
+    patients = _training_patients(wildcards)
+    return expand(rules.preprocess.output, subject=_labels(patients["train"] + patients["val"]))
+
+
+def training_membership(wildcards):
+    return membership_digest(_training_patients(wildcards))
 
 
 def pretrained_model(wildcards):
     return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
 
 
-def target_data(wildcards):
-    return expand(rules.preprocess.output, subject=included(GROUPS_OF[wildcards.target]))
+def _prediction_patients(wildcards):
+    own, cross = fold_prediction_labels(study_splits(), wildcards.target, int(wildcards.fold))
+    return {"own": own, "cross": cross}
 
 
 def prediction_data(wildcards):
-    groups = GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"]
-    return expand(rules.preprocess.output, subject=included(groups))
+    """Preprocessed data of the fold's test patients of both targets."""
+    patients = _prediction_patients(wildcards)
+    return expand(rules.preprocess.output, subject=sorted(set(patients["own"] + patients["cross"])))
+
+
+def prediction_membership(wildcards):
+    return membership_digest(_prediction_patients(wildcards))
 
 
 def evaluation_inputs(wildcards):
@@ -98,6 +152,7 @@ def final_outputs(wildcards):
         *rules.statistics.output,
         *rules.figures.output,
     ]
-    if config["dataset"]["simulate"]:
+    if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
+        # Accuracy against the simulator's truth (also for a simulated dataset run as real data).
         outputs.append(rules.registration_accuracy.output[0])
     return outputs

@@ -5,7 +5,7 @@
 rule predict:
     input:
         model=rules.train.output.model,
-        splits=rules.splits.output,
+        splits=ancient(rules.splits.output),
         data=prediction_data,
     output:
         maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
@@ -15,6 +15,8 @@ rule predict:
             category="Attention maps",
             subcategory="{approach} {target}",
         ),
+    params:
+        patients=prediction_membership,
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:

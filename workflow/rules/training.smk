@@ -22,8 +22,9 @@ rule splits:
 
 rule pretrain:
     input:
-        splits=rules.splits.output,
-        data=training_data(GROUPS_OF["pretrain"]),
+        # ancient: a rewritten splits.json reruns this job only if its patients changed (params).
+        splits=ancient(rules.splits.output),
+        data=training_data,
     output:
         model=f"{RESULTS}/models/pretrain/model.pt",
         curves=f"{RESULTS}/models/pretrain/curves.tsv",
@@ -33,6 +34,8 @@ rule pretrain:
             category="Training",
             subcategory="pretraining (partial + unknown)",
         ),
+    params:
+        patients=training_membership,
     log:
         f"{LOGS}/training/pretrain.log",
     resources:
@@ -49,9 +52,9 @@ rule pretrain:
 
 rule train:
     input:
-        splits=rules.splits.output,
+        splits=ancient(rules.splits.output),
         pretrained=pretrained_model,
-        data=target_data,
+        data=training_data,
     output:
         model=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/model.pt",
         curves=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.tsv",
@@ -61,6 +64,8 @@ rule train:
             category="Training",
             subcategory="{approach} {target}",
         ),
+    params:
+        patients=training_membership,
     log:
         f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:

@@ -1,0 +1,142 @@
+"""Rerunning one patient or one fold: `snakemake -n` on a finished CI study lists exactly the
+jobs that depend on what changed (README, "Rerunning one patient or one fold").
+
+Each test works on its own copy of the finished study (files, mtimes and Snakemake's metadata),
+so the shared run stays untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CI_ARGS, snakemake
+
+pytestmark = pytest.mark.slow
+
+APPROACHES = ("pretraining", "separate")
+TARGETS = ("tissue_at_risk", "ischemic_core")
+# Reperfusion group whose patients train each target (METHOD.md section 3).
+TARGET_GROUP = {"tissue_at_risk": "minimal", "ischemic_core": "major"}
+AGGREGATES = {("splits", ()), ("metrics", ()), ("statistics", ()), ("figures", ()),
+              ("registration_accuracy", ()), ("all", ())}
+
+JOB_RE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")
+WILDCARDS_RE = re.compile(r"^\s*wildcards: (.*)$")
+
+
+def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, tuple]]:
+    """(rule, wildcards) of every job `snakemake -n` would run."""
+    proc = snakemake(workdir, *CI_ARGS, "-n", *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    jobs: list[list] = []
+    for line in out.splitlines():
+        if m := JOB_RE.match(line):
+            jobs.append([m.group(1), ()])
+        elif (m := WILDCARDS_RE.match(line)) and jobs:
+            jobs[-1][1] = tuple(sorted(tuple(kv.split("=", 1)) for kv in m.group(1).split(", ")))
+    return {(rule, wc) for rule, wc in jobs}
+
+
+def study_copy(ci_run: Path, dst: Path) -> Path:
+    shutil.copytree(ci_run, dst, symlinks=True)
+    # Nothing to do in the copy: the copy keeps mtimes and Snakemake's metadata.
+    return dst
+
+
+def touch(path: Path) -> None:
+    """A re-exported file: same content, newer than every output of the study."""
+    later = time.time() + 60
+    os.utime(path, (later, later))
+
+
+def job(rule: str, **wildcards) -> tuple[str, tuple]:
+    return rule, tuple(sorted((k, str(v)) for k, v in wildcards.items()))
+
+
+@pytest.fixture
+def study(ci_run, tmp_path) -> Path:
+    return study_copy(ci_run, tmp_path / "study")
+
+
+def test_nothing_to_rerun_in_the_copy(study):
+    assert planned_jobs(study) == set()
+
+
+def test_one_patients_new_map_reruns_that_patient_and_what_depends_on_it(study):
+    splits = json.loads((study / "results/splits/splits.json").read_text())
+    # A minimal-reperfusion patient: in the test set of one fold, in training of the others.
+    target = "tissue_at_risk"
+    folds = splits[target]["folds"]
+    pid = folds[0]["test"][0]
+    label = pid.removeprefix("sub-")
+    tmax = next((study / "resources/ci_bids" / pid / "ses-baseline").rglob(f"{pid}_ses-baseline_Tmax.nii.gz"))
+    touch(tmax)
+
+    # The cohort table is a checkpoint: Snakemake reruns the patient's review and the table
+    # first, and sees past it only once the table is rewritten.
+    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("all", ())}
+    proc = snakemake(study, *CI_ARGS, "--until", "cohort")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+
+    expected = set(AGGREGATES)
+    expected |= {job("preprocess", subject=label), job("thresholding", subject=label)}
+    for k, fold in enumerate(folds, start=1):
+        if pid in fold["train"] or pid in fold["val"]:
+            expected |= {job("train", approach=a, target=target, fold=k) for a in APPROACHES}
+        if pid in fold["test"]:
+            # Its own target's model and the other target's (cross-applied for the mismatch).
+            expected |= {job("predict", approach=a, target=t, fold=k) for a in APPROACHES for t in TARGETS}
+    planned = planned_jobs(study)
+    assert planned == expected, (f"unexpected: {sorted(planned - expected)}\n"
+                                 f"missing: {sorted(expected - planned)}")
+    # The fold that tests the patient keeps its models; no other patient's job reruns.
+    assert job("train", approach="separate", target=target, fold=1) not in planned
+    assert not any(rule in ("preprocess", "thresholding", "review_participant") and wc != (("subject", label),)
+                   for rule, wc in planned)
+
+
+def test_one_patients_clinical_row_reruns_its_review_and_the_tables_only(study):
+    participants = study / "resources/ci_bids/participants.tsv"
+    lines = participants.read_text().splitlines()
+    header = lines[0].split("\t")
+    row = lines[1].split("\t")
+    label = row[0].removeprefix("sub-")
+    age = header.index("age")
+    row[age] = str(int(float(row[age])) + 1)
+    lines[1] = "\t".join(row)
+    participants.write_text("\n".join(lines) + "\n")
+
+    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("all", ())}
+    proc = snakemake(study, *CI_ARGS, "--until", "cohort")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    # Same patients in the same folds: no model is retrained, no map predicted again.
+    assert planned_jobs(study) == {("splits", ()), ("metrics", ()), ("statistics", ()), ("figures", ()),
+                                   ("all", ())}
+
+
+def test_retraining_one_fold_reruns_that_fold_and_the_tables_only(study):
+    # The README's command for one fold of one approach and target.
+    model = "results/models/separate/ischemic_core/fold-2/model.pt"
+    planned = planned_jobs(study, "--forcerun", model)
+    assert planned == {
+        job("train", approach="separate", target="ischemic_core", fold=2),
+        job("predict", approach="separate", target="ischemic_core", fold=2),
+        ("metrics", ()), ("statistics", ()), ("figures", ()), ("all", ()),
+    }
+
+
+def test_retraining_the_pretrained_model_reruns_every_fine_tuned_fold(study):
+    planned = planned_jobs(study, "--forcerun", "results/models/pretrain/model.pt")
+    n_folds = len(json.loads((study / "results/splits/splits.json").read_text())["tissue_at_risk"]["folds"])
+    fine_tuned = {job(rule, approach="pretraining", target=t, fold=k)
+                  for rule in ("train", "predict") for t in TARGETS for k in range(1, n_folds + 1)}
+    assert planned == {("pretrain", ())} | fine_tuned | {("metrics", ()), ("statistics", ()), ("figures", ()),
+                                                          ("all", ())}
