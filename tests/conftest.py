@@ -47,6 +47,10 @@ CI_ARGS = ("--configfile", "config/ci.yaml", CI_DATA)
 
 @pytest.fixture(scope="session")
 def ci_run(tmp_path_factory) -> Path:
+    reuse = os.environ.get("TISSUEFATE_CI_RUN", "").strip()
+    if reuse:
+        # Development: a finished run of this fixture (same commit) to reuse, read-only.
+        return Path(reuse).resolve()
     workdir = workflow_copy(tmp_path_factory.mktemp("workflow") / "repo")
     tool = Path(sys.executable).parent / "tissuefate"
     sim = subprocess.run([str(tool), "simulate", "--configfile", "config/ci.yaml"], cwd=workdir,

@@ -1,4 +1,5 @@
 # Paths and participants, defined once for every rule file.
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -33,8 +34,10 @@ wildcard_constraints:
     subject="[A-Za-z0-9]+",
 
 
+@lru_cache(maxsize=None)
 def _files_under(folder):
-    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file())
+    # Listed once per DAG build (review and preprocessing read the same folders).
+    return tuple(sorted(str(p) for p in Path(folder).rglob("*") if p.is_file()))
 
 
 def participant_inputs(wildcards):
@@ -48,9 +51,9 @@ def participant_inputs(wildcards):
     lesions = f"{BIDS}/derivatives/lesions/sub-{wildcards.subject}"
     if config["dataset"]["simulate"]:
         return {"raw": raw, "lesions": lesions}
-    inputs = {"raw": _files_under(raw) if Path(raw).is_dir() else raw}
+    inputs = {"raw": list(_files_under(raw)) if Path(raw).is_dir() else raw}
     if Path(lesions).is_dir():
-        inputs["lesions"] = _files_under(lesions)
+        inputs["lesions"] = list(_files_under(lesions))
     return inputs
 
 
@@ -92,7 +95,13 @@ def study_splits():
     patients as inputs and params: a change to the cohort table reruns only the jobs whose
     patients changed, not all 21 models.
     """
-    return read_splits(checkpoints.cohort.get().output.participants, config["seed"], **config.get("splits", {}))
+    table = checkpoints.cohort.get().output.participants
+    return _splits_of(table, Path(table).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _splits_of(table, mtime_ns):
+    return read_splits(table, config["seed"], **config.get("splits", {}))
 
 
 def _labels(ids):
