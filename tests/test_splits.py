@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tissuefate.errors import InputError
-from tissuefate.splits import job_patients, load_splits, make_splits, write_splits
+from tissuefate.splits import job_patients, load_splits, make_splits, read_splits, write_splits
 
 PAPER_GROUPS = {"minimal": 52, "partial": 57, "major": 80, "unknown": 48}
 
@@ -105,6 +105,8 @@ def test_write_load_and_job_patients(cohort, tmp_path):
     written = write_splits(tsv, tmp_path / "splits" / "splits.json", seed=1)
     loaded = load_splits(tmp_path / "splits" / "splits.json")
     assert loaded == written == make_splits(cohort, seed=1)
+    # What the workflow hands each training and prediction job is what splits.json records.
+    assert read_splits(tsv, seed=1) == loaded
     job = job_patients(loaded, "separate", "ischemic_core", 2)
     assert job == loaded["ischemic_core"]["folds"][1]
     assert job_patients(loaded, "pretrain")["train"] == loaded["pretraining"]["train"]

@@ -6,8 +6,10 @@
   the next ``ratio[1]`` sets and trains on the rest (3:1:1 for five folds). Patients without
   a 3-7 day follow-up are added to every fold's training set, never to validation or test.
 
-The result is written once to ``results/splits/splits.json`` (nnU-Net's splits_final.json
-idea): every training and prediction job reads its patients from there.
+The result is written to ``results/splits/splits.json`` (nnU-Net's splits_final.json idea),
+the record the evaluation reads. The workflow computes the same splits with
+:func:`read_splits` when it builds the DAG and hands each training and prediction job its own
+patients, so that a job reruns only when its patients change.
 """
 
 from __future__ import annotations
@@ -181,14 +183,6 @@ def write_splits(cohort_tsv: str | Path, out_json: str | Path, seed: int, **kwar
     splits = read_splits(cohort_tsv, seed, **kwargs)
     atomic_write_text(out_json, json.dumps(splits, indent=2) + "\n")
     return splits
-
-
-def membership_digest(patients: dict) -> str:
-    """A short fingerprint of a job's patients (``job_patients``), for Snakemake's params trigger."""
-    import hashlib
-
-    text = json.dumps({k: sorted(v) for k, v in sorted(patients.items())})
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def load_splits(path: str | Path) -> dict:

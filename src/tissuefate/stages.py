@@ -76,9 +76,14 @@ def fold_prediction_labels(splits: dict, target: str, fold: int) -> tuple[list[s
 
 
 def predict_fold(config: dict, splits_path, model_path, approach: str, target: str, fold: int,
-                 out_dir, attention_png=None, threads: int | None = None) -> list[Path]:
+                 out_dir, attention_png=None, threads: int | None = None,
+                 patients: dict | None = None) -> list[Path]:
     """Every test patient of one fold (own and cross-applied) through the fold's model, in MNI
-    space and mapped back to the patient's baseline DWI grid; one attention map per model."""
+    space and mapped back to the patient's baseline DWI grid; one attention map per model.
+
+    ``patients``: ``{"own": [...], "cross": [...]}`` labels, as the workflow passes them (then
+    ``splits_path`` is not read); else they come from splits.json.
+    """
     from tissuefate.io import derivatives
     from tissuefate.io.atomic import atomic_dir
     from tissuefate.prediction import predict_participants, save_attention_map
@@ -87,7 +92,10 @@ def predict_fold(config: dict, splits_path, model_path, approach: str, target: s
 
     results = config.get("results_dir", "results")
     bids = config["dataset"]["bids_dir"]
-    own, cross = fold_prediction_labels(load_splits(splits_path), target, fold)
+    if patients is not None:
+        own, cross = list(patients["own"]), list(patients["cross"])
+    else:
+        own, cross = fold_prediction_labels(load_splits(splits_path), target, fold)
     labels = own + cross
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:

@@ -362,8 +362,10 @@ def train_job(
     fold: int | None = None,
     pretrained: str | Path | None = None,
     threads: int | None = None,
+    patients: dict | None = None,
 ) -> Path:
-    """One Snakemake training rule: read the job's patients from splits.json and train.
+    """One Snakemake training rule: the job's patients (``patients``, ``{"train", "val", ...}``,
+    as the workflow passes them; else read from splits.json) and train.
 
     ``config``: the whole pipeline config (keys results_dir, seed, model, training).
     ``approach``: "pretrain" (the shared pretraining job), "pretraining" (fine-tune the
@@ -371,7 +373,8 @@ def train_job(
     """
     from tissuefate.splits import job_patients, load_splits
 
-    patients = job_patients(load_splits(splits_path), approach, target, fold)
+    if patients is None:
+        patients = job_patients(load_splits(splits_path), approach, target, fold)
     if approach == "pretraining" and pretrained is None:
         raise ValueError("approach 'pretraining' fine-tunes the pretrained model: pass pretrained=<pretrain model.pt>")
     # training.resources (gpus, mem_mb, runtime, threads of the rule) is the workflow's, not ours.

@@ -7,7 +7,7 @@ import pandas as pd
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
-from tissuefate.splits import job_patients, membership_digest, read_splits
+from tissuefate.splits import job_patients, read_splits
 from tissuefate.stages import fold_prediction_labels
 
 BIDS = config["dataset"]["bids_dir"]
@@ -91,8 +91,8 @@ TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
 def study_splits():
     """The folds, computed from the cohort table exactly as the splits rule writes splits.json.
 
-    Training and prediction jobs take splits.json as an ancient() input and list their own
-    patients as inputs and params: a change to the cohort table reruns only the jobs whose
+    Training and prediction jobs get their own patients as params (and their data as inputs)
+    rather than reading splits.json: a change to the cohort table reruns only the jobs whose
     patients changed, not all 21 models.
     """
     table = checkpoints.cohort.get().output.participants
@@ -108,39 +108,33 @@ def _labels(ids):
     return sorted(p.removeprefix("sub-") for p in ids)
 
 
-def _training_patients(wildcards):
+def training_patients(wildcards):
+    """``{"train": [...], "val": [...]}`` of a training job (its test patients do not matter)."""
     approach = wildcards.get("approach", "pretrain")
     fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
-    return job_patients(study_splits(), approach, wildcards.get("target"), fold)
+    patients = job_patients(study_splits(), approach, wildcards.get("target"), fold)
+    return {"train": patients["train"], "val": patients["val"]}
 
 
 def training_data(wildcards):
     """Preprocessed data of the job's training and validation patients (not its test patients)."""
-    patients = _training_patients(wildcards)
+    patients = training_patients(wildcards)
     return expand(rules.preprocess.output, subject=_labels(patients["train"] + patients["val"]))
-
-
-def training_membership(wildcards):
-    return membership_digest(_training_patients(wildcards))
 
 
 def pretrained_model(wildcards):
     return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
 
 
-def _prediction_patients(wildcards):
+def prediction_patients(wildcards):
     own, cross = fold_prediction_labels(study_splits(), wildcards.target, int(wildcards.fold))
     return {"own": own, "cross": cross}
 
 
 def prediction_data(wildcards):
     """Preprocessed data of the fold's test patients of both targets."""
-    patients = _prediction_patients(wildcards)
+    patients = prediction_patients(wildcards)
     return expand(rules.preprocess.output, subject=sorted(set(patients["own"] + patients["cross"])))
-
-
-def prediction_membership(wildcards):
-    return membership_digest(_prediction_patients(wildcards))
 
 
 def evaluation_inputs(wildcards):

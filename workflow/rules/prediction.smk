@@ -5,7 +5,6 @@
 rule predict:
     input:
         model=rules.train.output.model,
-        splits=ancient(rules.splits.output),
         data=prediction_data,
     output:
         maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
@@ -16,7 +15,7 @@ rule predict:
             subcategory="{approach} {target}",
         ),
     params:
-        patients=prediction_membership,
+        patients=prediction_patients,
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:

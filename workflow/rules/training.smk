@@ -22,8 +22,8 @@ rule splits:
 
 rule pretrain:
     input:
-        # ancient: a rewritten splits.json reruns this job only if its patients changed (params).
-        splits=ancient(rules.splits.output),
+        # The job's own patients (params) from the cohort table, not splits.json: a rewritten
+        # splits.json reruns nothing, a changed patient list (params) or patient (data) does.
         data=training_data,
     output:
         model=f"{RESULTS}/models/pretrain/model.pt",
@@ -35,7 +35,7 @@ rule pretrain:
             subcategory="pretraining (partial + unknown)",
         ),
     params:
-        patients=training_membership,
+        patients=training_patients,
     log:
         f"{LOGS}/training/pretrain.log",
     resources:
@@ -52,7 +52,6 @@ rule pretrain:
 
 rule train:
     input:
-        splits=ancient(rules.splits.output),
         pretrained=pretrained_model,
         data=training_data,
     output:
@@ -65,7 +64,7 @@ rule train:
             subcategory="{approach} {target}",
         ),
     params:
-        patients=training_membership,
+        patients=training_patients,
     log:
         f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:
