@@ -369,14 +369,14 @@ class TrainingCanceller(threading.Thread):
         self.root, self.monitor = root, monitor
         self.cancelled: tuple[str, Path, str] | None = None  # Slurm ID, model folder, job comment
         self._tried: set[str] = set()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
 
     def run(self) -> None:
-        while self.cancelled is None and not self._stop.wait(0.2):
+        while self.cancelled is None and not self._halt.wait(0.2):
             for ckpt in sorted((self.root / "results/models").glob("*/*/fold-*/checkpoint/last.pt")):
                 model_dir = ckpt.parent.parent
                 if (model_dir / "model.pt").exists():
