@@ -38,7 +38,7 @@ report: $(BIN)/snakemake
 reproducibility: $(BIN)/snakemake
 	rm -rf .repro && mkdir -p .repro
 	for run in a b; do \
-	  mkdir -p .repro/$$run && cp -r Snakefile workflow config envs .repro/$$run/ && \
+	  mkdir -p .repro/$$run && cp -rL Snakefile workflow config envs .repro/$$run/ && \
 	  (cd .repro/$$run && ../../$(BIN)/snakemake --cores $(CORES) --configfile config/ci.yaml --quiet) || exit 1; \
 	done
 	for f in .repro/a/results/tables/*.tsv .repro/a/results/metrics/*.tsv .repro/a/results/cohort/*.tsv; do \
