@@ -21,8 +21,6 @@ pytestmark = pytest.mark.slow
 
 APPROACHES = ("pretraining", "separate")
 TARGETS = ("tissue_at_risk", "ischemic_core")
-# Reperfusion group whose patients train each target (METHOD.md section 3).
-TARGET_GROUP = {"tissue_at_risk": "minimal", "ischemic_core": "major"}
 TABLES = {("metrics", ()), ("statistics", ()), ("figures", ()), ("all", ())}
 
 JOB_RE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")
@@ -41,12 +39,6 @@ def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, tuple]]:
         elif (m := WILDCARDS_RE.match(line)) and jobs:
             jobs[-1][1] = tuple(sorted(tuple(kv.split("=", 1)) for kv in m.group(1).split(", ")))
     return {(rule, wc) for rule, wc in jobs}
-
-
-def study_copy(ci_run: Path, dst: Path) -> Path:
-    shutil.copytree(ci_run, dst, symlinks=True)
-    # Nothing to do in the copy: the copy keeps mtimes and Snakemake's metadata.
-    return dst
 
 
 def reexport(path: Path) -> None:
@@ -68,7 +60,8 @@ def job(rule: str, **wildcards) -> tuple[str, tuple]:
 
 @pytest.fixture
 def study(ci_run, tmp_path) -> Path:
-    return study_copy(ci_run, tmp_path / "study")
+    # copytree keeps mtimes (and copies Snakemake's metadata): nothing is to be done in the copy.
+    return Path(shutil.copytree(ci_run, tmp_path / "study", symlinks=True))
 
 
 def test_nothing_to_rerun_in_the_copy(study):

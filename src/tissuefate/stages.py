@@ -75,28 +75,22 @@ def fold_prediction_labels(splits: dict, target: str, fold: int) -> tuple[list[s
     return own, cross
 
 
-def predict_fold(config: dict, splits_path, model_path, approach: str, target: str, fold: int,
-                 out_dir, attention_png=None, threads: int | None = None,
-                 patients: dict | None = None) -> list[Path]:
+def predict_fold(config: dict, patients: dict, model_path, approach: str, target: str, fold: int,
+                 out_dir, attention_png=None, threads: int | None = None) -> list[Path]:
     """Every test patient of one fold (own and cross-applied) through the fold's model, in MNI
     space and mapped back to the patient's baseline DWI grid; one attention map per model.
 
-    ``patients``: ``{"own": [...], "cross": [...]}`` labels, as the workflow passes them (then
-    ``splits_path`` is not read); else they come from splits.json.
+    ``patients``: ``{"own": [...], "cross": [...]}`` labels (:func:`fold_prediction_labels`),
+    as the workflow passes them.
     """
     from tissuefate.io import derivatives
     from tissuefate.io.atomic import atomic_dir
     from tissuefate.prediction import predict_participants, save_attention_map
     from tissuefate.preprocessing.workflow import to_native
-    from tissuefate.splits import load_splits
 
     results = config.get("results_dir", "results")
     bids = config["dataset"]["bids_dir"]
-    if patients is not None:
-        own, cross = list(patients["own"]), list(patients["cross"])
-    else:
-        own, cross = fold_prediction_labels(load_splits(splits_path), target, fold)
-    labels = own + cross
+    labels = list(patients["own"]) + list(patients["cross"])
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         names = [derivatives.prediction_map(results, approach, target, fold, lb).name for lb in labels]

@@ -7,7 +7,7 @@ import pandas as pd
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
-from tissuefate.splits import job_patients, read_splits
+from tissuefate.splits import TARGET_GROUPS, TARGETS, job_patients, read_splits
 from tissuefate.stages import fold_prediction_labels
 
 BIDS = config["dataset"]["bids_dir"]
@@ -73,14 +73,7 @@ def included(groups=None):
     return sorted(p.removeprefix("sub-") for p in table["participant_id"])
 
 
-# Training data of each job: the reperfusion groups whose patients it may see.
-GROUPS_OF = {
-    "pretrain": ("partial", "unknown"),
-    "tissue_at_risk": ("minimal",),
-    "ischemic_core": ("major",),
-}
 APPROACHES = ("pretraining", "separate")
-TARGETS = ("tissue_at_risk", "ischemic_core")
 FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
 TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
 
@@ -138,7 +131,8 @@ def prediction_data(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    tested = included(GROUPS_OF["tissue_at_risk"] + GROUPS_OF["ischemic_core"])
+    # The reperfusion groups whose patients are tested (minimal: tissue at risk, major: core).
+    tested = included(tuple(TARGET_GROUPS.values()))
     return {
         "predictions": expand(
             rules.predict.output.maps, approach=APPROACHES, target=TARGETS, fold=FOLDS
