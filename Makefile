@@ -50,6 +50,6 @@ clean:
 	rm -rf results resources/demo_bids resources/ci_bids .snakemake
 
 # Make `snakemake --profile slurm` work from anywhere (Snakemake 9 does not look in ./profiles/).
-slurm-profile:
+slurm-profile: $(BIN)/snakemake
 	mkdir -p $(HOME)/.config/snakemake
 	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm

@@ -11,38 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import CI_ARGS, CI_DATA, failure, snakemake, workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-
-def workflow_copy(dst: Path) -> Path:
-    """The workflow's own files (the package is installed) in a fresh folder."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    for folder in ("workflow", "config", "profiles", "envs"):
-        if (REPO / folder).exists():
-            shutil.copytree(REPO / folder, dst / folder, symlinks=False)
-    return dst
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True,
-    )
-
-
-# The CI study as a researcher runs their own data: the cohort is simulated first with the
-# command-line tool, then the workflow reads it as a real BIDS dataset (dataset.simulate: false),
-# so the rerun tests see every raw file as an input. (The Slurm test runs the same study with
-# the simulation inside the workflow, and its tables must be byte-identical to this run's.)
-CI_DATA = "ci_data.yaml"
-CI_ARGS = ("--configfile", "config/ci.yaml", CI_DATA)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +33,7 @@ def ci_run(tmp_path_factory) -> Path:
     bids = yaml.safe_load((workdir / "config/ci.yaml").read_text())["dataset"]["bids_dir"]
     (workdir / CI_DATA).write_text(f"dataset:\n  simulate: false\n  bids_dir: {bids}\n")
     proc = snakemake(workdir, *CI_ARGS)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    assert proc.returncode == 0, failure(proc, "the CI study (local run)")
     return workdir
 
 
@@ -99,3 +73,23 @@ def bids_copy(tmp_path, simulated_bids) -> Path:
 @pytest.fixture
 def config(ci_config) -> dict:
     return copy.deepcopy(ci_config)
+
+
+# Wall seconds per test file (setup, call and teardown; a session fixture such as ci_run counts
+# towards the first file that asks for it), printed at the end so a slow CI shows where its
+# time went.
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FILE_SECONDS:
+        return
+    terminalreporter.section("wall seconds per test file")
+    for path, seconds in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:9.1f} s  {path}")
+    terminalreporter.write_line(f"{sum(_FILE_SECONDS.values()):9.1f} s  in all")

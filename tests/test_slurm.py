@@ -13,8 +13,10 @@ files plus untracked ones git does not ignore); during the Slurm run it scancels
 training job after its first epoch, which must be retried, resume from its checkpoint and
 still give byte-identical tables. Set TISSUEFATE_E2E_LOCAL_ROOT to the
 root of an existing local `--configfile config/ci.yaml` run of the same commit to skip
-the local run. Limits: TISSUEFATE_SLURM_TEST_TIMEOUT (small workflows, 240 s) and
-TISSUEFATE_SLURM_E2E_TIMEOUT (each run of the study, 900 s).
+the local run. No clock expects a run to finish in some time (a slower machine must pass):
+tests/workflow_runner.py stops a run only when it stalls (nothing new in Snakemake's output
+or its jobs' logs for TISSUEFATE_TEST_STALL_SECONDS, 900 s) or never ends
+(TISSUEFATE_TEST_LIMIT_SECONDS, 5400 s), and says how far it got.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
+from workflow_runner import LIMIT_SECONDS, STALL_SECONDS, failure, run_watched
 
 pytestmark = pytest.mark.slurm
 
@@ -46,8 +49,6 @@ CI_ENV = {
     "TISSUEFATE_SLURM_STATUS_INTERVAL": "3",
     "TISSUEFATE_SLURM_LATENCY_WAIT": "5",
 }
-SMALL_TIMEOUT = int(os.environ.get("TISSUEFATE_SLURM_TEST_TIMEOUT", "240"))
-E2E_TIMEOUT = int(os.environ.get("TISSUEFATE_SLURM_E2E_TIMEOUT", "900"))
 
 SUBMITTED_RE = re.compile(
     r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<id>\d+) \(log: (?P<log>[^)]+)\)"
@@ -157,20 +158,12 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _snakemake_cmd(args: list[str], timeout: int) -> list[str]:
-    # A hung snakemake may ignore SIGTERM: kill it 10 s later.
-    return ["timeout", "-k", "10", str(timeout), SNAKEMAKE, *args]
-
-
-def run_snakemake(args: list[str], cwd: Path, timeout: int = SMALL_TIMEOUT,
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        _snakemake_cmd(args, timeout), cwd=cwd, env=env or _env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    if proc.returncode in (124, 137):
-        pytest.fail(f"snakemake {' '.join(args)} timed out after {timeout} s:\n{proc.stdout[-6000:]}")
-    return proc
+def run_snakemake(args: list[str], cwd: Path, env: dict[str, str] | None = None):
+    """snakemake ARGS in `cwd`, stopped only if it stalls or never ends (workflow_runner)."""
+    run = run_watched([SNAKEMAKE, *args], cwd=cwd, env=env or _env())
+    if run.stopped:
+        pytest.fail(failure(run, f"snakemake {' '.join(args)}"))
+    return run
 
 
 def submitted(output: str) -> list[dict[str, str]]:
@@ -263,6 +256,111 @@ def test_cluster_rules_run_as_slurm_jobs(slurm_cluster, tmp_path):
     assert "gpu" in gpu_job, gpu_job  # TresPerJob=gres:gpu:1
 
 
+# A training job asks for its GPU the way the study's rules do (tissuefate.cluster.gpu_resources
+# from the config's training.resources): --gpus=TYPE:N or --gres=gpu:TYPE:N, no --ntasks-per-gpu.
+GPU_WORKFLOW = r"""
+    from tissuefate.cluster import gpu_resources
+
+    GPU = gpu_resources({"gpus": 1, "gpu_request": config["gpu_request"],
+                         "gpu_type": config.get("gpu_type", "")})
+
+    rule train:
+        output: "results/train.txt"
+        threads: 1
+        resources:
+            gpu=GPU["gpu"],
+            gres=GPU["gres"],
+            gpu_model=GPU["gpu_model"],
+            tasks_per_gpu=GPU["tasks_per_gpu"],
+        # the allocation as Slurm shows it while the job runs (per node, with GPU indices)
+        shell:
+            "scontrol -d show job $SLURM_JOB_ID > results/allocation.txt; "
+            "printf '%s\\n%s\\n' ${{SLURM_JOB_ID:-none}} ${{CUDA_VISIBLE_DEVICES:-none}} > {output}"
+"""
+
+
+def _cluster_gpu_type() -> str:
+    """The type of the GPUs the cluster declares (`sinfo` Gres, e.g. gpu:ci:1), '' if untyped."""
+    gres = subprocess.run(["sinfo", "--noheader", "--format=%G"], capture_output=True,
+                          text=True, timeout=20).stdout
+    m = re.search(r"gpu:([A-Za-z][\w.]*):\d", gres)
+    return m.group(1) if m else ""
+
+
+@pytest.mark.parametrize("gpu_request", ["gpus", "gres"])
+def test_training_job_gets_the_gpu_it_asks_for(slurm_cluster, tmp_path, gpu_request):
+    gpu_type = _cluster_gpu_type()
+    wf = write_workflow(tmp_path / "wf", GPU_WORKFLOW)
+    args = ["--profile", str(PROFILE), "--config", f"gpu_request={gpu_request}"]
+    if gpu_type:
+        args.append(f"gpu_type={gpu_type}")
+    with SlurmMonitor(wf) as mon:
+        proc = run_snakemake(args, cwd=wf)
+    assert proc.returncode == 0, tail(proc.stdout)
+    jobid, visible = (wf / "results/train.txt").read_text().split()
+    assert mon.state(jobid) == "COMPLETED", mon.jobs
+    assert visible == "0", f"the job saw CUDA_VISIBLE_DEVICES={visible!r}"
+
+    job = (wf / "results/allocation.txt").read_text()
+    assert f"JobId={jobid} " in job, job
+    fields = dict(kv.split("=", 1) for kv in job.split() if "=" in kv)
+    wanted = f"gres/gpu:{gpu_type}:1" if gpu_type else "gres/gpu:1"
+    # --gpus is a per-job TRES request, --gres a per-node one
+    asked = fields.get("TresPerJob" if gpu_request == "gpus" else "TresPerNode", "")
+    assert wanted in asked.replace("gres:gpu", "gres/gpu"), job
+    other = fields.get("TresPerNode" if gpu_request == "gpus" else "TresPerJob", "")
+    assert "gpu" not in other, job
+    # ... and got it: the node's allocation holds one GPU (GRES=gpu:ci:1(IDX:0)), and so does
+    # AllocTRES where the cluster tracks GPUs as a TRES (needs slurmdbd)
+    assert re.search(r"\bGRES=gpu(:[\w.]+)?:1\(IDX:\d+\)", job), job
+    if "gres/gpu" in fields.get("AllocTRES", ""):
+        assert re.search(r"gres/gpu(:[\w.]+)?=1\b", fields["AllocTRES"]), job
+    # never --ntasks-per-gpu (sites refuse it beside --cpus-per-task)
+    assert "NtasksPerTRES" not in fields or fields["NtasksPerTRES"] in ("0", ""), job
+    assert fields.get("NumTasks", "1") == "1", job
+
+
+# Two bundles of two patients' chains (group "patient", as the study's per-patient rules).
+BUNDLE_WORKFLOW = r"""
+    localrules: all
+
+    rule all:
+        input: expand("out/{i}.b", i=range(4))
+
+    rule a:
+        output: "out/{i}.a"
+        group: "patient"
+        threads: 1
+        shell: "echo $SLURM_JOB_ID $SLURM_CPUS_PER_TASK > {output}"
+
+    rule b:
+        input: "out/{i}.a"
+        output: "out/{i}.b"
+        group: "patient"
+        threads: 1
+        shell: "cat {input} > {output}"
+"""
+
+
+def test_bundle_reserves_the_cpus_it_uses(slurm_cluster, tmp_path):
+    """The plugin's job step runs a bundle's steps one after another (--jobs 1): the profile
+    makes each bundle reserve one step's CPUs, so bundles run side by side, none idle."""
+    wf = write_workflow(tmp_path / "wf", BUNDLE_WORKFLOW)
+    with SlurmMonitor(wf) as mon:
+        proc = run_snakemake(["--profile", str(PROFILE)], cwd=wf,
+                             env=_env({"TISSUEFATE_SLURM_PATIENTS_PER_JOB": "2"}))
+    assert proc.returncode == 0, tail(proc.stdout)
+    seen = [(wf / f"out/{i}.b").read_text().split() for i in range(4)]
+    bundles = {jobid for jobid, _ in seen}
+    assert len(bundles) == 2, seen
+    assert all(cpus == "1" for _, cpus in seen), seen
+    for jobid in bundles:
+        assert mon.state(jobid) == "COMPLETED", mon.jobs
+        job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True,
+                             timeout=20).stdout
+        assert re.search(r"\bNumCPUs=1\b", job), job
+
+
 FAILING_WORKFLOW = r"""
     rule fail:
         output: "results/never.txt"
@@ -315,11 +413,12 @@ def test_cancelled_job_is_retried(slurm_cluster, tmp_path):
     log = tmp_path / "snakemake.out"
     with SlurmMonitor(wf) as mon, open(log, "w") as fh:
         proc = subprocess.Popen(
-            _snakemake_cmd(["--profile", str(PROFILE)], SMALL_TIMEOUT),
+            [SNAKEMAKE, "--profile", str(PROFILE)],
             cwd=wf, env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True,
         )
         try:
-            deadline = time.monotonic() + 120
+            # hang guards only: the first attempt starts within seconds on an idle cluster
+            deadline = time.monotonic() + STALL_SECONDS
             while not (started.exists() and started.read_text().strip()):
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "first attempt never started:\n" + log.read_text()
@@ -327,7 +426,7 @@ def test_cancelled_job_is_retried(slurm_cluster, tmp_path):
             first = started.read_text().split()[0]
             assert mon.state(first) == "RUNNING"
             subprocess.run(["scancel", first], check=True, timeout=20)
-            rc = proc.wait(timeout=SMALL_TIMEOUT + 30)
+            rc = proc.wait(timeout=LIMIT_SECONDS)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -438,8 +537,7 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path, request):
         canceller.start()
         try:
             proc = run_snakemake(["--profile", "profiles/slurm", "--configfile", "config/ci.yaml"],
-                                 cwd=cluster, timeout=E2E_TIMEOUT,
-                                 env=_env({"PYTHONPATH": str(cluster / "src")}))
+                                 cwd=cluster, env=_env({"PYTHONPATH": str(cluster / "src")}))
         finally:
             canceller.stop()
     out = proc.stdout

@@ -7,9 +7,11 @@
 # Idempotent: re-running it when the cluster is already up with the same
 # configuration only re-checks it. A changed configuration restarts the daemons.
 #
-# The node declares one GPU (`Gres=gpu:1`, gres.conf `File=/dev/null`) so that
-# jobs asking for `--gres=gpu:1` / `--gpus=1` are scheduled on a CPU-only
-# machine; they see CUDA_VISIBLE_DEVICES=0.
+# The node declares one GPU of type `ci` (`Gres=gpu:ci:1`, gres.conf
+# `File=/dev/null`) with select/cons_tres, so that jobs asking for `--gpus=1`,
+# `--gpus=ci:1`, `--gres=gpu:1` or `--gres=gpu:ci:1` are scheduled on a CPU-only
+# machine; they see CUDA_VISIBLE_DEVICES=0, and `scontrol show job` lists the GPU
+# they asked for (TresPerJob or TresPerNode) and got (AllocTRES, where tracked).
 #
 # Environment:
 #   SLURM_PARTITION   partition name to create (default: debug)
@@ -62,7 +64,7 @@ NODE_HW="$(printf '%s\n' "$HW" | sed -E 's/^NodeName=[^ ]+ //')"
 CPUS="$(printf '%s\n' "$HW" | sed -nE 's/.* CPUs=([0-9]+).*/\1/p')"
 MEM="$(printf '%s\n' "$HW" | sed -nE 's/.* RealMemory=([0-9]+).*/\1/p')"
 [ -n "$CPUS" ] && [ -n "$MEM" ] || die "could not read CPUs/RealMemory from: $HW"
-say "node $HOST: $CPUS CPUs, $MEM MB memory, 1 scheduling-only GPU"
+say "node $HOST: $CPUS CPUs, $MEM MB memory, 1 scheduling-only GPU (type ci)"
 
 # Address the node through the loopback when the host name does not resolve.
 NODE_ADDR=""
@@ -111,13 +113,13 @@ SlurmdLogFile=${LOG_DIR}/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 GresTypes=gpu
-NodeName=${HOST}${NODE_ADDR} ${NODE_HW} Gres=gpu:1 State=UNKNOWN
+NodeName=${HOST}${NODE_ADDR} ${NODE_HW} Gres=gpu:ci:1 State=UNKNOWN
 PartitionName=${PARTITION} Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
 EOF
 cat >"$new_gres" <<EOF
 # Written by .ci/slurm/setup.sh. File=/dev/null: a GPU for scheduling only
 # (without File= slurmd drops the GPU and the node is drained).
-NodeName=${HOST} Name=gpu File=/dev/null
+NodeName=${HOST} Name=gpu Type=ci File=/dev/null
 EOF
 
 changed=0

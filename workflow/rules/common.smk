@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tissuefate.cluster import gpu_resources
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
@@ -76,6 +77,7 @@ def included(groups=None):
 APPROACHES = ("pretraining", "separate")
 FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
 TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
+GPU = gpu_resources(TRAIN_RESOURCES)
 
 
 # Input functions of the rules (evaluated once the cohort checkpoint has run).

@@ -39,8 +39,11 @@ rule pretrain:
     log:
         f"{LOGS}/training/pretrain.log",
     resources:
-        # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
-        gpu=TRAIN_RESOURCES.get("gpus", 0),
+        # --gpus or --gres as the config asks (tissuefate.cluster; profiles/slurm/README.md).
+        gpu=GPU["gpu"],
+        gres=GPU["gres"],
+        gpu_model=GPU["gpu_model"],
+        tasks_per_gpu=GPU["tasks_per_gpu"],
         mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
         runtime=TRAIN_RESOURCES.get("runtime", 60),
     threads: TRAIN_RESOURCES.get("threads", 1)
@@ -72,8 +75,11 @@ rule train:
         target="tissue_at_risk|ischemic_core",
         fold=r"\d+",
     resources:
-        # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
-        gpu=TRAIN_RESOURCES.get("gpus", 0),
+        # --gpus or --gres as the config asks (tissuefate.cluster; profiles/slurm/README.md).
+        gpu=GPU["gpu"],
+        gres=GPU["gres"],
+        gpu_model=GPU["gpu_model"],
+        tasks_per_gpu=GPU["tasks_per_gpu"],
         mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
         runtime=TRAIN_RESOURCES.get("runtime", 60),
     threads: TRAIN_RESOURCES.get("threads", 1)
