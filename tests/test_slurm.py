@@ -48,6 +48,8 @@ CI_ENV = {
     "TISSUEFATE_SLURM_INIT_SECONDS": "3",
     "TISSUEFATE_SLURM_STATUS_INTERVAL": "3",
     "TISSUEFATE_SLURM_LATENCY_WAIT": "5",
+    # 24 patients in bundles of 6: two bundles side by side on the 2-CPU CI node
+    "TISSUEFATE_SLURM_PATIENTS_PER_JOB": "6",
 }
 
 SUBMITTED_RE = re.compile(
