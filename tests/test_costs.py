@@ -1,0 +1,56 @@
+"""Per-rule cost tables from Snakemake benchmark files (tissuefate.reporting.costs)."""
+
+import pytest
+
+from tissuefate.reporting.costs import cost_table, markdown, read_benchmarks, rule_stages
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _bench(path, s, rss, cpu):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + f"{s}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+
+
+def test_sums_per_rule_and_stage(tmp_path):
+    root = tmp_path / "benchmarks"
+    _bench(root / "preprocess/sub-001.tsv", 10.0, 500.0, 9.0)
+    _bench(root / "preprocess/sub-002.tsv", 14.0, 700.5, 13.0)
+    _bench(root / "train/pretraining/core/fold-1.tsv", 30.0, 1200.0, 55.0)
+    (root / "train/pretraining/core/fold-2.tsv").write_text(HEADER + "0.4\t0:00:00\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    jobs = read_benchmarks(root)
+    assert sorted(jobs["job"]) == ["pretraining/core/fold-1", "pretraining/core/fold-2", "sub-001", "sub-002"]
+
+    table = cost_table(jobs).set_index("rule")
+    assert table.loc["preprocess", "jobs"] == 2
+    assert table.loc["preprocess", "wall_s"] == pytest.approx(24.0)
+    assert table.loc["preprocess", "median_wall_s"] == pytest.approx(12.0)
+    assert table.loc["preprocess", "cpu_s"] == pytest.approx(22.0)
+    assert table.loc["preprocess", "peak_rss_mb"] == pytest.approx(700.5)
+    # an unmeasured job counts its wall time, not a zero CPU time or memory
+    assert table.loc["train", "cpu_s"] == pytest.approx(55.0)
+    assert table.loc["train", "cpu_per_wall"] == pytest.approx(55.0 / 30.4)
+    assert table.loc["all", "jobs"] == 4 and table.loc["all", "cpu_s"] == pytest.approx(77.0)
+    assert list(table.index[:2]) == ["train", "preprocess"]  # most CPU first
+
+    jobs["stage"] = jobs["rule"].map({"preprocess": "preprocessing", "train": "training"})
+    stages = cost_table(jobs, by="stage").set_index("stage")
+    assert stages.loc["training", "wall_s"] == pytest.approx(30.4)
+    text = markdown(cost_table(jobs))
+    assert text.splitlines()[0].startswith("| rule | jobs | wall_s")
+    assert "| preprocess | 2 | 24.0 | 12.0 | 22.0 | 0.92 | 700.5 |" in text
+
+
+def test_rule_stages_are_the_rule_files(tmp_path):
+    (tmp_path / "training.smk").write_text("rule splits:\n    output: 'x'\n\nrule train:\n    input: 'y'\n")
+    (tmp_path / "cohort.smk").write_text("checkpoint cohort:\n    output: 'z'\n")
+    assert rule_stages(tmp_path) == {"splits": "training", "train": "training", "cohort": "cohort"}
+
+
+def test_workflow_rules_all_have_a_stage():
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    stages = rule_stages(rules)
+    for name in ("preprocess", "train", "pretrain", "cohort", "thresholding"):
+        assert name in stages, sorted(stages)
