@@ -1,0 +1,92 @@
+"""The perfusion QC figure: AIF with the tissue curves of the hypoperfused and the healthy
+side, where the AIF was found, and the maps (matplotlib object API, Agg canvas)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tissuefate.io.atomic import atomic_path
+
+# Display ranges of the maps (typical adult grey matter: CBF 50-60, CBV 4-5, MTT 4-5 s).
+_RANGES = {"Tmax": (0, 12), "MTT": (0, 15), "CBF": (0, 80), "CBV": (0, 8), "TTP": (None, None)}
+
+
+def sides(tmax: np.ndarray, head: np.ndarray, threshold_s: float = 6.0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Voxels of the hypoperfused and of the healthy side.
+
+    Hypoperfused: Tmax > ``threshold_s`` where at least 10 voxels pass; else the left-right half
+    of the head (first array axis) with the longer median Tmax. Healthy: the other half,
+    Tmax at most ``threshold_s``.
+    """
+    centre = int(round(np.argwhere(head)[:, 0].mean())) if head.any() else head.shape[0] // 2
+    first = np.zeros_like(head)
+    first[:centre] = True
+    halves = (head & first, head & ~first)
+    medians = [np.median(tmax[h]) if h.any() else -np.inf for h in halves]
+    slow = int(np.argmax(medians))
+    late = head & (tmax > threshold_s)
+    if late.sum() >= 10:
+        return late, halves[1 - slow] & (tmax <= threshold_s), f"Tmax > {threshold_s:g} s"
+    return halves[slow], halves[1 - slow], "slower half"
+
+
+def qc_figure(
+    path: str | Path,
+    *,
+    title: str,
+    times_s: np.ndarray,
+    aif: np.ndarray,
+    delta_r2s: np.ndarray,
+    head: np.ndarray,
+    baseline_image: np.ndarray,
+    aif_voxels: np.ndarray,
+    maps: dict[str, np.ndarray],
+) -> None:
+    """Write the QC PNG atomically. ``delta_r2s`` (X, Y, Z, T); maps (X, Y, Z)."""
+    slow, healthy, slow_label = sides(maps["Tmax"], head)
+    z = int(np.bincount(aif_voxels[:, 2]).argmax()) if len(aif_voxels) else head.shape[2] // 2
+    fig = Figure(figsize=(16, 7.5), dpi=90)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 4)
+    ax = fig.add_subplot(grid[0, :2])
+    ax.plot(times_s, aif, "r-", lw=2, label=f"AIF ({len(aif_voxels)} voxels)")
+    scale = 1.0
+    for mask, style, label in ((slow, "b-", f"hypoperfused ({slow_label})"), (healthy, "g-", "healthy side")):
+        if mask.any():
+            curve = delta_r2s[mask].mean(axis=0)
+            scale = max(scale, float(aif.max() / max(curve.max(), 1e-12)) / 3.0) if label.startswith("hypo") else scale
+    for mask, style, label in ((slow, "b-", f"hypoperfused ({slow_label})"), (healthy, "g-", "healthy side")):
+        if mask.any():
+            ax.plot(times_s, delta_r2s[mask].mean(axis=0) * scale, style, label=f"{label} x {scale:.1f}")
+    ax.set_xlabel("time from the first steady-state frame (s)")
+    ax.set_ylabel("Delta R2* (1/s)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("AIF and tissue curves")
+    ax = fig.add_subplot(grid[0, 2])
+    ax.imshow(np.rot90(baseline_image[:, :, z]), cmap="gray")
+    on_slice = aif_voxels[aif_voxels[:, 2] == z] if len(aif_voxels) else np.zeros((0, 3), int)
+    nx = baseline_image.shape[1]
+    ax.plot(on_slice[:, 0], nx - 1 - on_slice[:, 1], "r+", ms=8)
+    ax.set_title(f"AIF voxels on slice {z} (baseline)")
+    ax.axis("off")
+    panels = [("Tmax", "s"), ("MTT", "s"), ("CBF", "mL/100g/min"), ("CBV", "mL/100g"), ("TTP", "s")]
+    slots = [grid[0, 3], grid[1, 0], grid[1, 1], grid[1, 2], grid[1, 3]]
+    for (name, unit), slot in zip(panels, slots):
+        ax = fig.add_subplot(slot)
+        data = np.where(head, maps[name], np.nan)[:, :, z]
+        vmin, vmax = _RANGES[name]
+        if vmin is None:
+            finite = data[np.isfinite(data)]
+            vmin, vmax = (np.percentile(finite, [2, 98]) if finite.size else (0, 1))
+        im = ax.imshow(np.rot90(data), cmap="jet" if name != "CBV" else "viridis", vmin=vmin, vmax=vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=unit)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
