@@ -1,10 +1,9 @@
 """Automatic arterial input function (AIF) in the style of Mouridsen et al. (MRM 2006;55:524-531).
 
-Candidate voxels are those with a high Delta R2* peak; the most irregular
-curves are dropped; the remaining curves, normalised to unit area, are split by k-means and
-the cluster that is narrowest and earliest (highest normalised peak over first moment after the
-bolus arrival) is kept; the clustering is repeated
-on that cluster. The AIF is the mean curve of the final cluster. A user may instead give the
+Candidate voxels are those with a high Delta R2* peak; their curves, normalised to unit area,
+are split by k-means and the cluster that is narrowest and earliest (highest normalised peak
+over the first moment after the bolus arrival) is kept; the clustering is repeated on that
+cluster. The AIF is the mean curve of the final cluster. A user may instead give the
 AIF voxels (a mask or a list of voxel indices).
 """
 
