@@ -92,19 +92,23 @@ def deconvolve(
     if method == "tikhonov":
         lam = tikhonov_lambda * smax
         return vt.T @ ((s / (s**2 + lam**2))[:, None] * projected)
-    # oSVD: the lowest threshold whose residue oscillates less than the limit (Wu 2003 sec. 2.3);
-    # voxels settle one after another, so each threshold only solves the voxels still unsettled.
+    # oSVD: the lowest threshold whose residue oscillates less than the limit (Wu 2003 sec. 2.3).
+    # The oscillation falls as the threshold rises, so each voxel's threshold is found by a
+    # bisection over the candidate thresholds: about log2(95) = 7 passes over all voxels.
     thresholds = np.arange(0.01, 0.96, 0.01) if osvd_thresholds is None else np.sort(np.asarray(osvd_thresholds))
-    result = np.zeros((matrix.shape[0], n_vox))
-    todo = np.arange(n_vox)
-    for threshold in thresholds:
-        if todo.size == 0:
-            break
-        inv = np.where(s >= threshold * smax, 1.0 / s, 0.0)
-        residue = vt.T @ (inv[:, None] * projected[:, todo])
-        ok = oscillation_index(residue) <= oscillation_index_max
-        result[:, todo[ok]] = residue[:, ok]
-        todo = todo[~ok]
-        if threshold == thresholds[-1] and todo.size:
-            result[:, todo] = residue[:, ~ok]  # the smoothest solution offered
-    return result
+    kept = np.array([(s >= t * smax).sum() for t in thresholds])  # singular values kept per threshold
+    inv = 1.0 / s
+    rows = np.arange(s.size)[:, None]
+    v = vt.T
+
+    def solve(index: np.ndarray) -> np.ndarray:
+        return v @ np.where(rows < kept[index][None, :], inv[:, None] * projected, 0.0)
+
+    lo = np.zeros(n_vox, dtype=int)
+    hi = np.full(n_vox, thresholds.size - 1)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        ok = oscillation_index(solve(mid)) <= oscillation_index_max
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid + 1)
+    return solve(hi)
