@@ -97,18 +97,19 @@ def deconvolve(
     # bisection over the candidate thresholds: about log2(95) = 7 passes over all voxels.
     thresholds = np.arange(0.01, 0.96, 0.01) if osvd_thresholds is None else np.sort(np.asarray(osvd_thresholds))
     kept = np.array([(s >= t * smax).sum() for t in thresholds])  # singular values kept per threshold
-    inv = 1.0 / s
+    # Single precision for the passes over all voxels (twice as fast; residues of 1e-3 relative noise).
+    scaled = (projected / s[:, None]).astype(np.float32)
     rows = np.arange(s.size)[:, None]
-    v = vt.T
+    v = vt.T.astype(np.float32)
 
     def solve(index: np.ndarray) -> np.ndarray:
-        return v @ np.where(rows < kept[index][None, :], inv[:, None] * projected, 0.0)
+        return (v @ np.where(rows < kept[index][None, :], scaled, np.float32(0))).astype(np.float64)
 
     lo = np.zeros(n_vox, dtype=int)
     hi = np.full(n_vox, thresholds.size - 1)
     while np.any(lo < hi):
         mid = (lo + hi) // 2
-        ok = oscillation_index(solve(mid)) <= oscillation_index_max
+        ok = oscillation_index((v @ np.where(rows < kept[mid][None, :], scaled, np.float32(0)))) <= oscillation_index_max
         hi = np.where(ok, mid, hi)
         lo = np.where(ok, lo, mid + 1)
     return solve(hi)
