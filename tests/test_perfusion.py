@@ -295,3 +295,25 @@ def test_moyamoya_aif_is_arterial_and_maps_plausible(tmp_path, name, variable):
     assert 0 <= np.median(maps["Tmax"]) < 4  # most tissue reached within a few seconds of the AIF
     assert 3 < np.median(maps["MTT"]) < 15
     assert np.median(maps["CBF"]) > 0 and np.median(maps["CBV"]) > 0
+
+
+# ------------------------------------------------------------------ the Snakemake rule
+
+
+def test_perfusion_rule_on_a_bids_session(tmp_path):
+    """Rule ``perfusion`` (maps_source: computed) on a real-data layout: one session's DSC series."""
+    from conftest import snakemake, workflow_copy
+
+    bids = tmp_path / "bids"
+    _phantom_series(bids / "sub-01" / "ses-baseline" / "perf")
+    (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t70\n")
+    work = workflow_copy(tmp_path / "wf")
+    (work / "my.yaml").write_text(
+        f"dataset:\n  simulate: false\n  bids_dir: {bids}\nresults_dir: results\nperfusion:\n  maps_source: computed\n"
+    )
+    target = "results/perfusion/sub-01/ses-baseline"
+    done = snakemake(work, "--configfile", "config/config.yaml", "my.yaml", "--", target, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    maps = output_paths(work / target, "sub-01_ses-baseline")
+    assert all(p.exists() for p in maps.values())
+    assert json.loads(maps["MTT_json"].read_text())["Units"] == "s"
