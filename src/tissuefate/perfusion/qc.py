@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 
 from tissuefate.io.atomic import atomic_path
 
-# Display ranges of the maps (typical adult grey matter: CBF 50-60, CBV 4-5, MTT 4-5 s).
-_RANGES = {"Tmax": (0, 12), "MTT": (0, 15), "CBF": (0, 80), "CBV": (0, 8), "TTP": (None, None)}
+# Display ranges: Tmax and MTT on fixed scales (Tmax > 6 s stands out); CBF, CBV and TTP from
+# 0 (or the 2nd percentile) to the 98th percentile, because absolute DSC CBF/CBV depend on the AIF's scale.
+_RANGES = {"Tmax": (0, 12), "MTT": (0, 20), "CBF": (0, None), "CBV": (0, None), "TTP": (None, None)}
 
 
 def sides(tmax: np.ndarray, head: np.ndarray, threshold_s: float = 6.0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -79,9 +80,11 @@ def qc_figure(
         ax = fig.add_subplot(slot)
         data = np.where(head, maps[name], np.nan)[:, :, z]
         vmin, vmax = _RANGES[name]
+        finite = data[np.isfinite(data)]
         if vmin is None:
-            finite = data[np.isfinite(data)]
-            vmin, vmax = (np.percentile(finite, [2, 98]) if finite.size else (0, 1))
+            vmin = float(np.percentile(finite, 2)) if finite.size else 0.0
+        if vmax is None:
+            vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
         im = ax.imshow(np.rot90(data), cmap="jet" if name != "CBV" else "viridis", vmin=vmin, vmax=vmax)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=unit)
         ax.set_title(name)
