@@ -317,3 +317,19 @@ def test_perfusion_rule_on_a_bids_session(tmp_path):
     maps = output_paths(work / target, "sub-01_ses-baseline")
     assert all(p.exists() for p in maps.values())
     assert json.loads(maps["MTT_json"].read_text())["Units"] == "s"
+
+
+def test_user_aif_mask_overrides_the_search(tmp_path):
+    series = _phantom_series(tmp_path / "in")
+    mask = np.zeros((20, 20, 2), np.uint8)
+    mask[6, 12, :] = mask[7, 12, :] = 1
+    nib.save(nib.Nifti1Image(mask, np.diag([2.0, 2.0, 4.0, 1.0])), str(tmp_path / "aif.nii.gz"))
+    summary = compute_perfusion_maps(series, tmp_path / "out", aif_mask_path=tmp_path / "aif.nii.gz")
+    assert summary["AIFMethod"] == "user" and summary["AIFVoxels"] == 4
+    meta = json.loads(output_paths(tmp_path / "out", "sub-01_ses-baseline")["aif_json"].read_text())
+    assert sorted(map(tuple, meta["VoxelIndices"])) == [(6, 12, 0), (6, 12, 1), (7, 12, 0), (7, 12, 1)]
+    wrong = tmp_path / "wrong.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 2), np.uint8), np.eye(4)), str(wrong))
+    with pytest.raises(InputError, match="grid"):
+        compute_perfusion_maps(series, tmp_path / "out2", aif_mask_path=wrong)
+    assert not (tmp_path / "out2").exists()

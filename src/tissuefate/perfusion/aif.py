@@ -77,15 +77,16 @@ def kmeans(data: np.ndarray, k: int, order: np.ndarray, n_iter: int = 50) -> np.
 
 
 def select_aif(
-    delta_r2s: np.ndarray,
-    candidates: np.ndarray,
+    curves: np.ndarray,
+    index: np.ndarray,
     times: np.ndarray,
-    tissue_mask: np.ndarray | None = None,
+    tissue_curve: np.ndarray | None = None,
     arrival_s: float = 0.0,
 ) -> AIF:
-    """Automatic AIF from ``delta_r2s`` (X, Y, Z, T) among ``candidates`` (boolean X, Y, Z)."""
-    index = np.argwhere(candidates)
-    curves = delta_r2s[candidates]
+    """Automatic AIF among candidate voxels: ``curves`` (voxels, T) of Delta R2*, ``index``
+    (voxels, 3) their voxel indices; ``tissue_curve`` the brain's mean (default: of ``curves``)."""
+    if tissue_curve is None:
+        tissue_curve = curves.mean(axis=0)
     if index.shape[0] < MIN_AIF_VOXELS * 10:
         raise AIFError(
             f"only {index.shape[0]} voxels to search for an artery",
@@ -115,14 +116,13 @@ def select_aif(
                 scores[c] = normalised[members].mean(axis=0).max() / delay
         chosen = int(np.argmax(scores))
         index, curves = index[labels == chosen], curves[labels == chosen]
-    aif = curves.mean(axis=0)
-    check_arterial(aif, delta_r2s, tissue_mask if tissue_mask is not None else candidates, times)
+    aif = curves.mean(axis=0, dtype=np.float64)
+    check_arterial(aif, tissue_curve, times)
     return AIF(curve=aif, voxels=index, method="automatic")
 
 
-def check_arterial(aif: np.ndarray, delta_r2s: np.ndarray, tissue_mask: np.ndarray, times: np.ndarray) -> None:
-    """Refuse an 'AIF' that is not artery-like: it must peak well above tissue, and not after it."""
-    tissue = delta_r2s[tissue_mask].mean(axis=0)
+def check_arterial(aif: np.ndarray, tissue: np.ndarray, times: np.ndarray) -> None:
+    """Refuse an 'AIF' that is not artery-like: it must peak well above the tissue's mean curve, and not after it."""
     peak_ratio = float(aif.max() / tissue.max()) if tissue.max() > 0 else np.inf
     if not np.isfinite(aif).all() or aif.max() <= 0 or peak_ratio < MIN_PEAK_RATIO:
         raise AIFError(
@@ -138,9 +138,8 @@ def check_arterial(aif: np.ndarray, delta_r2s: np.ndarray, tissue_mask: np.ndarr
         )
 
 
-def user_aif(delta_r2s: np.ndarray, aif_mask: np.ndarray) -> AIF:
-    """The AIF as the mean curve of user-given voxels."""
-    index = np.argwhere(aif_mask)
+def user_aif(curves: np.ndarray, index: np.ndarray) -> AIF:
+    """The AIF as the mean curve of user-given voxels (``curves`` (voxels, T), ``index`` (voxels, 3))."""
     if index.shape[0] == 0:
         raise AIFError("the AIF mask holds no voxel", "draw the AIF voxels in an artery of the DSC series' grid")
-    return AIF(curve=delta_r2s[aif_mask].mean(axis=0), voxels=index, method="user")
+    return AIF(curve=curves.mean(axis=0, dtype=np.float64), voxels=index, method="user")

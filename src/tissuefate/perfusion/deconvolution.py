@@ -45,7 +45,10 @@ def oscillation_index(residue: np.ndarray) -> np.ndarray:
     """Wu 2003 eq. 7: ``OI = 1/(L fmax) sum_k |f(k) - 2 f(k-1) + f(k-2)|`` along axis 0."""
     length = residue.shape[0]
     fmax = residue.max(axis=0)
-    second = np.abs(residue[2:] - 2.0 * residue[1:-1] + residue[:-2]).sum(axis=0)
+    second = residue[2:] - residue[1:-1]
+    second -= residue[1:-1]
+    second += residue[:-2]
+    second = np.abs(second, out=second).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         oi = second / (length * fmax)
     return np.where(fmax > 0, oi, np.inf)
@@ -97,19 +100,21 @@ def deconvolve(
     # bisection over the candidate thresholds: about log2(95) = 7 passes over all voxels.
     thresholds = np.arange(0.01, 0.96, 0.01) if osvd_thresholds is None else np.sort(np.asarray(osvd_thresholds))
     kept = np.array([(s >= t * smax).sum() for t in thresholds])  # singular values kept per threshold
-    # Single precision for the passes over all voxels (twice as fast; residues of 1e-3 relative noise).
-    scaled = (projected / s[:, None]).astype(np.float32)
-    rows = np.arange(s.size)[:, None]
-    v = vt.T.astype(np.float32)
+    # Only the singular values kept at the lowest threshold ever enter; single precision for the
+    # passes over all voxels (twice as fast; a relative error of 1e-6 against residue noise of 1e-3).
+    n_keep = int(kept[0])
+    scaled = (projected[:n_keep] / s[:n_keep, None]).astype(np.float32)
+    rows = np.arange(n_keep)[:, None]
+    v = np.ascontiguousarray(vt.T[:, :n_keep], dtype=np.float32)
 
     def solve(index: np.ndarray) -> np.ndarray:
-        return (v @ np.where(rows < kept[index][None, :], scaled, np.float32(0))).astype(np.float64)
+        return v @ np.where(rows < kept[index][None, :], scaled, np.float32(0))
 
     lo = np.zeros(n_vox, dtype=int)
     hi = np.full(n_vox, thresholds.size - 1)
     while np.any(lo < hi):
         mid = (lo + hi) // 2
-        ok = oscillation_index((v @ np.where(rows < kept[mid][None, :], scaled, np.float32(0)))) <= oscillation_index_max
+        ok = oscillation_index(solve(mid)) <= oscillation_index_max
         hi = np.where(ok, mid, hi)
         lo = np.where(ok, lo, mid + 1)
-    return solve(hi)
+    return solve(hi).astype(np.float64)

@@ -77,7 +77,7 @@ def _load_series(path: Path, participant: str | None) -> tuple[np.ndarray, np.nd
                          fix="give the 4D DSC NIfTI (BIDS: sub-<l>/ses-<s>/perf/sub-<l>_ses-<s>_dsc.nii.gz)")
     try:
         img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float64)
+        data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as err:  # nibabel raises many types for corrupt files
         raise InputError(f"the DSC series cannot be read as NIfTI ({type(err).__name__}: {err})",
                          participant=participant, path=path,
@@ -153,20 +153,22 @@ def compute_perfusion_maps(
     if head.sum() < 50:
         raise InputError("the DSC series holds no head (fewer than 50 voxels above background)",
                          participant=participant, path=dsc_path, fix="check that the file is a DSC series")
-    vmax = data.max()
-    clipped = float(np.mean(data[head] >= vmax)) if vmax > 0 else 0.0
+    # From here on, the head's voxels as rows of a (voxels, time) matrix.
+    samples = data[head]
+    vmax = float(data.max())
+    clipped = float(np.mean(samples >= vmax)) if vmax > 0 else 0.0
     if clipped > MAX_CLIPPED_FRACTION:
         raise InputError(f"the DSC signal is saturated: {100 * clipped:.1f} % of head samples sit at the maximum "
                          f"value {vmax:g}", participant=participant, path=dsc_path,
                          fix="reconstruct the series without clipping (lower the receiver gain or rescale)")
-    curve = sig.mean_curve(data, head)
+    curve = samples.mean(axis=0, dtype=np.float64)
     if opts["nonsteady_frames"] == "auto":
         dropped = sig.nonsteady_frames(curve)
     else:
         dropped = int(opts["nonsteady_frames"])
-    data, curve = data[..., dropped:], curve[dropped:]
-    if data.shape[3] < sig.MIN_FRAMES:
-        raise InputError(f"the DSC series keeps {data.shape[3]} frames after the non-steady-state ones, "
+    samples, curve = samples[:, dropped:], curve[dropped:]
+    if samples.shape[1] < sig.MIN_FRAMES:
+        raise InputError(f"the DSC series keeps {samples.shape[1]} frames after the non-steady-state ones, "
                          f"too short (at least {sig.MIN_FRAMES})", participant=participant, path=dsc_path,
                          fix="give the whole dynamic series (usually 40-80 frames)")
     try:
@@ -174,32 +176,28 @@ def compute_perfusion_maps(
     except sig.SignalError as err:
         raise fail(err) from None
     baseline = slice(0, max(sig.MIN_BASELINE_FRAMES, bolus.arrival - 1))
-    s0 = data[..., baseline].mean(axis=3)
-    dr2s = sig.delta_r2star(data, s0, te)
-    times = np.arange(data.shape[3]) * tr
+    s0 = samples[:, baseline].mean(axis=1)
+    dr2s = sig.delta_r2star(samples, s0, te)
+    times = np.arange(samples.shape[1]) * tr
 
     # CSF (bright, long T2*) with no contrast passage: excluded from maps and AIF search.
-    peak = np.where(head, dr2s.max(axis=3), 0.0)
-    noise = dr2s[..., baseline].std(axis=3)
-    csf = head & (s0 > 1.5 * np.median(s0[head])) & (peak < 3.0 * np.maximum(noise, 1e-12))
+    noise = dr2s[:, baseline].std(axis=1)
+    csf_rows = (s0 > 1.5 * np.median(s0)) & (dr2s.max(axis=1) < 3.0 * np.maximum(noise, 1e-12))
+    csf = np.zeros_like(head)
+    csf[head] = csf_rows
     brain = head & ~csf
+    curves = dr2s[~csf_rows]  # (voxels, time) of the brain
+    tissue_curve = curves.mean(axis=0, dtype=np.float64)
     if aif_mask_path is not None:
-        mask_img = nib.load(str(aif_mask_path))
-        mask = np.asarray(mask_img.dataobj) > 0
-        if mask.shape != head.shape:
-            raise InputError(f"the AIF mask has shape {mask.shape}, the series {head.shape}", participant=participant,
-                             path=aif_mask_path, fix="draw the AIF mask on the DSC series' grid")
-        try:
-            found = aif_mod.user_aif(dr2s, mask)
-        except aif_mod.AIFError as err:
-            raise InputError(err.problem, participant=participant, path=aif_mask_path, fix=err.fix) from None
+        found = _user_aif(aif_mask_path, head.shape, data[..., dropped:], baseline, te, participant)
     else:
         try:
-            found = aif_mod.select_aif(dr2s, brain, times, tissue_mask=brain, arrival_s=times[bolus.arrival])
+            found = aif_mod.select_aif(curves, np.argwhere(brain), times, tissue_curve=tissue_curve,
+                                       arrival_s=times[bolus.arrival])
         except aif_mod.AIFError as err:
             raise fail(err) from None
 
-    tissue = dr2s[brain].T  # (T, V)
+    tissue = curves.T  # (T, V)
     residue = deconvolve(tissue, found.curve, tr, opts["method"], oscillation_index_max=opts["oscillation_index"],
                          svd_threshold=opts["svd_threshold"], tikhonov_lambda=opts["tikhonov_lambda"])
     values = perfusion_maps(residue, tissue, found.curve, tr, circular=opts["method"] != "svd",
@@ -225,13 +223,32 @@ def compute_perfusion_maps(
         "CSFVoxelsExcluded": int(csf.sum()),
         "AIFMethod": found.method,
         "AIFVoxels": int(len(found.voxels)),
-        "AIFPeakOverTissuePeak": round(float(found.curve.max() / dr2s[brain].mean(axis=0).max()), 3),
+        "AIFPeakOverTissuePeak": round(float(found.curve.max() / tissue_curve.max()), 3),
         "Settings": opts,
     }
     _write_outputs(Path(out_dir), prefix, affine, maps, brain, found, times, summary, opts,
-                   qc_args=dict(times_s=times, aif=found.curve, delta_r2s=dr2s, head=brain,
-                                baseline_image=s0, aif_voxels=found.voxels, maps=maps) if qc else None)
+                   qc_args=dict(times_s=times, aif=found.curve, tissue_curves=curves, brain=brain,
+                                baseline_image=_volume(s0, head), aif_voxels=found.voxels, maps=maps) if qc else None)
     return summary
+
+
+def _volume(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = values
+    return volume
+
+
+def _user_aif(path, shape, data, baseline, te, participant) -> aif_mod.AIF:
+    """The AIF from the user's mask (its voxels may lie outside the brain mask)."""
+    mask = np.asarray(nib.load(str(path)).dataobj) > 0
+    if mask.shape != shape:
+        raise InputError(f"the AIF mask has shape {mask.shape}, the series {shape}", participant=participant,
+                         path=path, fix="draw the AIF mask on the DSC series' grid")
+    samples = data[mask]
+    try:
+        return aif_mod.user_aif(sig.delta_r2star(samples, samples[:, baseline].mean(axis=1), te), np.argwhere(mask))
+    except aif_mod.AIFError as err:
+        raise InputError(err.problem, participant=participant, path=path, fix=err.fix) from None
 
 
 def _write_outputs(out: Path, prefix, affine, maps, brain, found, times, summary, opts, qc_args) -> None:

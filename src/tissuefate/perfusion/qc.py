@@ -41,28 +41,29 @@ def qc_figure(
     title: str,
     times_s: np.ndarray,
     aif: np.ndarray,
-    delta_r2s: np.ndarray,
-    head: np.ndarray,
+    tissue_curves: np.ndarray,
+    brain: np.ndarray,
     baseline_image: np.ndarray,
     aif_voxels: np.ndarray,
     maps: dict[str, np.ndarray],
 ) -> None:
-    """Write the QC PNG atomically. ``delta_r2s`` (X, Y, Z, T); maps (X, Y, Z)."""
-    slow, healthy, slow_label = sides(maps["Tmax"], head)
+    """Write the QC PNG atomically. ``tissue_curves`` (voxels of ``brain``, T); maps (X, Y, Z)."""
+    head = brain
+    slow, healthy, slow_label = sides(maps["Tmax"], brain)
+    side_curves = [tissue_curves[m[brain]].mean(axis=0) if m.any() else None for m in (slow, healthy)]
     z = int(np.bincount(aif_voxels[:, 2]).argmax()) if len(aif_voxels) else head.shape[2] // 2
     fig = Figure(figsize=(16, 7.5), dpi=90)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 4)
     ax = fig.add_subplot(grid[0, :2])
     ax.plot(times_s, aif, "r-", lw=2, label=f"AIF ({len(aif_voxels)} voxels)")
+    # Tissue curves scaled so that the hypoperfused one peaks at a third of the AIF (legend gives the factor).
     scale = 1.0
-    for mask, style, label in ((slow, "b-", f"hypoperfused ({slow_label})"), (healthy, "g-", "healthy side")):
-        if mask.any():
-            curve = delta_r2s[mask].mean(axis=0)
-            scale = max(scale, float(aif.max() / max(curve.max(), 1e-12)) / 3.0) if label.startswith("hypo") else scale
-    for mask, style, label in ((slow, "b-", f"hypoperfused ({slow_label})"), (healthy, "g-", "healthy side")):
-        if mask.any():
-            ax.plot(times_s, delta_r2s[mask].mean(axis=0) * scale, style, label=f"{label} x {scale:.1f}")
+    if side_curves[0] is not None:
+        scale = max(1.0, float(aif.max() / max(side_curves[0].max(), 1e-12)) / 3.0)
+    for curve, style, label in zip(side_curves, ("b-", "g-"), (f"hypoperfused ({slow_label})", "healthy side")):
+        if curve is not None:
+            ax.plot(times_s, curve * scale, style, label=f"{label} x {scale:.1f}")
     ax.set_xlabel("time from the first steady-state frame (s)")
     ax.set_ylabel("Delta R2* (1/s)")
     ax.legend(loc="upper right", fontsize=8)

@@ -70,7 +70,7 @@ def head_mask(mean_image: np.ndarray, erode_voxels: int = 2) -> np.ndarray:
 
 
 def mean_curve(signal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return signal[mask].mean(axis=0)
+    return signal[mask].mean(axis=0, dtype=np.float64)
 
 
 def nonsteady_frames(curve: np.ndarray) -> int:
@@ -131,9 +131,11 @@ def bolus_arrival(curve: np.ndarray, min_depth: float = 0.02) -> Bolus:
 
 def delta_r2star(signal: np.ndarray, s0: np.ndarray, te_s: float) -> np.ndarray:
     """``-ln(S/S0)/TE`` in 1/s; non-positive signal is clipped to 0.1 % of S0 (noise floor)."""
-    s0 = np.asarray(s0, dtype=np.float64)
+    s0 = np.asarray(s0, dtype=signal.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = signal / s0[..., None]
-    ratio = np.where(np.isfinite(ratio), ratio, 1.0)
-    ratio = np.clip(ratio, 1e-3, None)
-    return -np.log(ratio) / te_s
+    ratio[~np.isfinite(ratio)] = 1.0
+    np.clip(ratio, 1e-3, None, out=ratio)
+    np.log(ratio, out=ratio)
+    ratio *= -1.0 / te_s
+    return ratio
