@@ -1,36 +1,7 @@
 # Perfusion maps from a session's raw DSC series (docs/perfusion.md), when the config says
 # perfusion.maps_source: computed. Input (BIDS): sub-<l>/ses-<s>/perf/sub-<l>_ses-<s>_dsc.nii.gz
 # + .json (RepetitionTime, EchoTime); output: results/perfusion/sub-<l>/ses-<s>/.
-PERFUSION = config.get("perfusion", {})
-PERFUSION_SESSIONS = ("baseline", "followup")
-
-
-wildcard_constraints:
-    session="baseline|followup",
-
-
-def dsc_series(subject, session):
-    return f"{BIDS}/sub-{subject}/ses-{session}/perf/sub-{subject}_ses-{session}_dsc.nii.gz"
-
-
-def perfusion_input(wildcards):
-    if config["dataset"]["simulate"]:
-        # The simulator writes the participant's folder as one output.
-        return {"raw": f"{BIDS}/sub-{wildcards.subject}"}
-    series = dsc_series(wildcards.subject, wildcards.session)
-    return {"dsc": series, "sidecar": series.replace(".nii.gz", ".json")}
-
-
-def perfusion_outputs(wildcards):
-    """Every included participant's sessions that hold a raw DSC series (none with provided maps)."""
-    if PERFUSION.get("maps_source", "provided") != "computed":
-        return []
-    return [
-        f"{RESULTS}/perfusion/sub-{s}/ses-{ses}"
-        for s in included()
-        for ses in PERFUSION_SESSIONS
-        if Path(dsc_series(s, ses)).exists()
-    ]
+# Its input and target functions are in common.smk (perfusion_input, perfusion_outputs).
 
 
 rule perfusion:
@@ -43,18 +14,20 @@ rule perfusion:
             caption="../report/perfusion_qc.rst",
             category="Perfusion QC",
         ),
-    params:
-        dsc=lambda wildcards: dsc_series(wildcards.subject, wildcards.session),
-        settings=PERFUSION,
     log:
         f"{LOGS}/perfusion/sub-{{subject}}_ses-{{session}}.log",
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    threads: 1
-    conda:
-        ENV
+    params:
+        dsc=lambda wildcards: str(
+            raw_dsc_series(BIDS, wildcards.subject, wildcards.session)
+        ),
+        settings=config.get("perfusion", {}),
     script:
         "../scripts/perfusion.py"

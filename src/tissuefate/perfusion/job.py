@@ -51,6 +51,11 @@ SOURCES = {
 MAX_CLIPPED_FRACTION = 0.002
 
 
+def raw_dsc_series(bids_dir: str | Path, label: str, session: str) -> Path:
+    """BIDS path of a session's raw DSC series (its sidecar: same name, ``.json``)."""
+    return Path(bids_dir) / f"sub-{label}" / f"ses-{session}" / "perf" / f"sub-{label}_ses-{session}_dsc.nii.gz"
+
+
 def output_prefix(dsc_path: str | Path) -> str:
     name = Path(dsc_path).name
     for ext in (".nii.gz", ".nii"):
