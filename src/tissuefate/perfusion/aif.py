@@ -2,7 +2,8 @@
 
 Candidate voxels are those with a high Delta R2* peak; their curves, normalised to unit area,
 are split by k-means and the cluster that is narrowest and earliest (highest normalised peak
-over the first moment after the bolus arrival) is kept; the clustering is repeated on that
+over the first moment after the bolus arrival) among those that peak before the brain's mean
+curve is kept; the clustering is repeated on that
 cluster. The AIF is the mean curve of the final cluster. A user may instead give the
 AIF voxels (a mask or a list of voxel indices).
 """
@@ -87,6 +88,7 @@ def select_aif(
     (voxels, 3) their voxel indices; ``tissue_curve`` the brain's mean (default: of ``curves``)."""
     if tissue_curve is None:
         tissue_curve = curves.mean(axis=0)
+    tissue_peak_s = times[int(np.argmax(tissue_curve))]
     if index.shape[0] < MIN_AIF_VOXELS * 10:
         raise AIFError(
             f"only {index.shape[0]} voxels to search for an artery",
@@ -111,9 +113,14 @@ def select_aif(
         scores = np.full(labels.max() + 1, -np.inf)
         for c in range(labels.max() + 1):
             members = labels == c
-            if members.sum() >= MIN_AIF_VOXELS:
+            # An artery fills before the tissue it feeds: a cluster peaking with or after the
+            # brain's mean curve is a vein or tissue, whatever its shape.
+            early = times[int(np.argmax(curves[members].mean(axis=0)))] < tissue_peak_s if members.any() else False
+            if members.sum() >= MIN_AIF_VOXELS and early:
                 delay = max(float(np.mean(m1[members])) - arrival_s, times[1] - times[0])
                 scores[c] = normalised[members].mean(axis=0).max() / delay
+        if not np.isfinite(scores).any():
+            break  # no early cluster in this round: keep the previous round's cluster
         chosen = int(np.argmax(scores))
         index, curves = index[labels == chosen], curves[labels == chosen]
     aif = curves.mean(axis=0, dtype=np.float64)
@@ -131,9 +138,9 @@ def check_arterial(aif: np.ndarray, tissue: np.ndarray, times: np.ndarray) -> No
             "check that the slab covers a large artery (middle cerebral, internal carotid) "
             "or give the AIF voxels yourself (--aif-mask)",
         )
-    if times[int(np.argmax(aif))] > times[int(np.argmax(tissue))] + 1e-9:
+    if times[int(np.argmax(aif))] >= times[int(np.argmax(tissue))]:
         raise AIFError(
-            "no arterial candidate: the best curve peaks after the tissue",
+            "no arterial candidate: the best curve does not peak before the tissue",
             "check that the slab covers a large artery or give the AIF voxels yourself (--aif-mask)",
         )
 
