@@ -20,11 +20,11 @@ METHODS = ("osvd", "svd", "tikhonov")
 
 
 def convolution_matrix(aif: np.ndarray, dt: float, circulant: bool) -> np.ndarray:
-    """Discrete convolution matrix of ``aif`` (volume-weighted, Ostergaard 1996 eq. 8-9).
+    """Discrete convolution matrix of ``aif`` (Ostergaard 1996).
 
     ``A[i, j] = dt * (a[i-j-1] + 4 a[i-j] + a[i-j+1]) / 6`` (a linear-interpolation quadrature
     less sensitive to the AIF's sampling than a plain rectangle rule). ``circulant=True`` zero-pads
-    the AIF to 2L points and wraps it (Wu 2003 eq. 5), giving a 2L x 2L block-circulant matrix.
+    the AIF to 2L points and wraps it (Wu 2003), giving a 2L x 2L block-circulant matrix.
     """
     aif = np.asarray(aif, dtype=np.float64)
     n = aif.size * 2 if circulant else aif.size
@@ -42,7 +42,7 @@ def convolution_matrix(aif: np.ndarray, dt: float, circulant: bool) -> np.ndarra
 
 
 def oscillation_index(residue: np.ndarray) -> np.ndarray:
-    """Wu 2003 eq. 7: ``OI = 1/(L fmax) sum_k |f(k) - 2 f(k-1) + f(k-2)|`` along axis 0."""
+    """Wu 2003: ``OI = 1/(L fmax) sum_k |f(k) - 2 f(k-1) + f(k-2)|`` along axis 0."""
     length = residue.shape[0]
     fmax = residue.max(axis=0)
     second = residue[2:] - residue[1:-1]
@@ -95,7 +95,7 @@ def deconvolve(
     if method == "tikhonov":
         lam = tikhonov_lambda * smax
         return vt.T @ ((s / (s**2 + lam**2))[:, None] * projected)
-    # oSVD: the lowest threshold whose residue oscillates less than the limit (Wu 2003 sec. 2.3).
+    # oSVD: the lowest threshold whose residue oscillates less than the limit (Wu 2003).
     # The oscillation falls as the threshold rises, so each voxel's threshold is found by a
     # bisection over the candidate thresholds: about log2(95) = 7 passes over all voxels.
     thresholds = np.arange(0.01, 0.96, 0.01) if osvd_thresholds is None else np.sort(np.asarray(osvd_thresholds))
