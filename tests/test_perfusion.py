@@ -157,8 +157,9 @@ def test_standard_svd_is_delay_sensitive_where_osvd_is_not():
 
 
 def _phantom_series(folder: Path, *, frames=40, bolus=True, arteries=True, te=0.03, clip=None, ndim=4,
-                    name="sub-01_ses-baseline_dsc", sidecar=None) -> Path:
-    """A 20 x 20 x 2 head: tissue with a healthy and a delayed half, and a few artery voxels."""
+                    name="sub-01_ses-baseline_dsc", sidecar=None, delay_s=4.0) -> Path:
+    """A 20 x 20 x 2 head: tissue with a healthy and a delayed half (rows < 10, by ``delay_s``),
+    and a few artery voxels."""
     rng = np.random.default_rng(1)
     tr = 1.5
     t = np.arange(frames) * tr
@@ -169,7 +170,7 @@ def _phantom_series(folder: Path, *, frames=40, bolus=True, arteries=True, te=0.
     dr2s = np.zeros(shape + (frames,))
     for z in range(2):
         for i, j in np.argwhere(head):
-            delay = 4.0 if i < 10 else 0.0
+            delay = delay_s if i < 10 else 0.0
             mtt = 4.0
             r = np.exp(-np.clip(t - delay, 0, None) / mtt) * (t >= delay)
             dr2s[i, j, z] = np.convolve(aif, r)[:frames] * tr * 0.01
@@ -218,6 +219,25 @@ def test_job_writes_maps_aif_and_qc_with_units(tmp_path):
     compute_perfusion_maps(series, again, participant="01")
     for name in ("CBF", "Tmax"):
         assert paths[name].read_bytes() == output_paths(again, "sub-01_ses-baseline")[name].read_bytes()
+
+
+def test_tmax_over_6s_against_the_phantom_truth(tmp_path):
+    """The QC measure of the simulated cohort (Dice, volume error of Tmax > 6 s) on a series
+    whose truth is known: one half of the head delayed by 8 s, the other by 0 s."""
+    from tissuefate.perfusion.qc import tmax_threshold_agreement, write_tmax_agreement
+
+    series = _phantom_series(tmp_path / "in", frames=50, delay_s=8.0)
+    compute_perfusion_maps(series, tmp_path / "out")
+    paths = output_paths(tmp_path / "out", "sub-01_ses-baseline")
+    tmax = nib.load(paths["Tmax"]).get_fdata()
+    brain = nib.load(paths["brain_mask"]).get_fdata() > 0
+    truth = np.zeros_like(tmax)
+    truth[:10] = 8.0
+    row = tmax_threshold_agreement(tmax, truth, brain, voxel_ml=0.016)
+    assert row["dice"] > 0.95 and abs(row["volume_error_percent"]) < 5
+    write_tmax_agreement([{"participant_id": "sub-01", "session": "baseline", **row}], tmp_path / "qc.tsv")
+    table = pd.read_csv(tmp_path / "qc.tsv", sep="\t")
+    assert table.loc[0, "dice"] == row["dice"]
 
 
 def test_cli_perfusion(tmp_path, capsys):

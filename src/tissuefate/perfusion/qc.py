@@ -94,3 +94,43 @@ def qc_figure(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+# ------------------------------------------------------------------ agreement with a known truth
+
+TMAX_AGREEMENT_COLUMNS = ("participant_id", "session", "tmax_threshold_s", "volume_computed_ml",
+                          "volume_truth_ml", "volume_error_ml", "volume_error_percent", "dice")
+
+
+def tmax_threshold_agreement(computed_tmax: np.ndarray, truth_tmax: np.ndarray, mask: np.ndarray,
+                             voxel_ml: float, threshold_s: float = 6.0) -> dict:
+    """Dice and volume error of ``Tmax > threshold_s`` (computed vs truth) inside ``mask``.
+
+    For the simulated cohort (truth from the simulator) and any series with reference maps;
+    both maps on the same grid. Dice is NaN when both lesions are empty.
+    """
+    computed = (computed_tmax > threshold_s) & mask
+    truth = (truth_tmax > threshold_s) & mask
+    n_c, n_t = int(computed.sum()), int(truth.sum())
+    dice = 2.0 * int((computed & truth).sum()) / (n_c + n_t) if n_c + n_t else float("nan")
+    v_c, v_t = n_c * voxel_ml, n_t * voxel_ml
+    return {
+        "tmax_threshold_s": threshold_s,
+        "volume_computed_ml": round(v_c, 3),
+        "volume_truth_ml": round(v_t, 3),
+        "volume_error_ml": round(v_c - v_t, 3),
+        "volume_error_percent": round(100.0 * (v_c - v_t) / v_t, 2) if v_t else float("nan"),
+        "dice": round(dice, 4) if np.isfinite(dice) else dice,
+    }
+
+
+def write_tmax_agreement(rows: list[dict], path: str | Path) -> None:
+    """One row per participant and session (``results/qc/perfusion.tsv``), n/a for NaN."""
+    from tissuefate.io.atomic import atomic_write_text
+
+    def fmt(value):
+        return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else str(value)
+
+    lines = ["\t".join(TMAX_AGREEMENT_COLUMNS)]
+    lines += ["\t".join(fmt(row.get(c)) for c in TMAX_AGREEMENT_COLUMNS) for row in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
