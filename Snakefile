@@ -24,9 +24,11 @@ include: "workflow/rules/preprocessing.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/prediction.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/perfusion.smk"
 
 
 rule all:
     input:
         final_outputs,
+        perfusion_outputs,
     default_target: True

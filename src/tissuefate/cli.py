@@ -1,4 +1,4 @@
-"""Command line: ``tissuefate simulate``, ``tissuefate cohort``.
+"""Command line: ``tissuefate simulate``, ``tissuefate cohort``, ``tissuefate perfusion``.
 
 The Snakemake rules call the same package functions through workflow/scripts/; the CLI
 serves people who want one stage by hand.
@@ -64,6 +64,19 @@ def cmd_cohort(args) -> None:
     print(f"Wrote the cohort stage to {args.out}")
 
 
+def cmd_perfusion(args) -> None:
+    from tissuefate.perfusion import DEFAULTS, compute_perfusion_maps
+
+    settings = dict(DEFAULTS)
+    if args.configfile:
+        settings.update(_load_config(args.configfile).get("perfusion", {}))
+    if args.method:
+        settings["method"] = args.method
+    summary = compute_perfusion_maps(args.dsc, args.out, settings=settings, participant=args.participant,
+                                     aif_mask_path=args.aif_mask, echo_time_s=args.echo_time)
+    print(f"Wrote Tmax, MTT, CBF, CBV, TTP, the AIF ({summary['AIFVoxels']} voxels) and the QC figure to {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tissuefate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bids", help="BIDS folder (default: dataset.bids_dir of the config)")
     p.add_argument("--out", default="results/cohort")
     p.set_defaults(func=cmd_cohort)
+    p = sub.add_parser("perfusion", help="perfusion maps (Tmax, MTT, CBF, CBV, TTP) from one raw 4D DSC series")
+    p.add_argument("dsc", help="4D DSC NIfTI with its JSON sidecar (RepetitionTime, EchoTime)")
+    p.add_argument("--out", required=True, help="folder for the maps, the AIF and the QC figure")
+    p.add_argument("--configfile", nargs="*", help="take the perfusion section of these configs")
+    p.add_argument("--method", choices=["osvd", "svd", "tikhonov"])
+    p.add_argument("--aif-mask", help="3D NIfTI on the series' grid: its voxels are the AIF (no automatic search)")
+    p.add_argument("--echo-time", type=float, help="TE in seconds, only if the sidecar has none")
+    p.add_argument("--participant", help="participant label, for error messages")
+    p.set_defaults(func=cmd_perfusion)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -7,6 +7,7 @@ import pandas as pd
 from tissuefate.cluster import gpu_resources
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
+from tissuefate.perfusion import raw_dsc_series
 from tissuefate.simulation import participant_labels
 from tissuefate.splits import TARGET_GROUPS, TARGETS, job_patients, read_splits
 from tissuefate.stages import fold_prediction_labels
@@ -155,3 +156,28 @@ def final_outputs(wildcards):
         # Accuracy against the simulator's truth (also for a simulated dataset run as real data).
         outputs.append(rules.registration_accuracy.output[0])
     return outputs
+
+
+# Perfusion maps from raw DSC (rules/perfusion.smk, docs/perfusion.md).
+wildcard_constraints:
+    session="baseline|followup",
+
+
+def perfusion_input(wildcards):
+    if config["dataset"]["simulate"]:
+        # The simulator writes the participant's folder as one output.
+        return {"raw": f"{BIDS}/sub-{wildcards.subject}"}
+    series = raw_dsc_series(BIDS, wildcards.subject, wildcards.session)
+    return {"dsc": str(series), "sidecar": str(series).replace(".nii.gz", ".json")}
+
+
+def perfusion_outputs(wildcards):
+    """Included participants' sessions that hold a raw DSC series (none while maps_source is provided)."""
+    if config.get("perfusion", {}).get("maps_source", "provided") != "computed":
+        return []
+    return [
+        f"{RESULTS}/perfusion/sub-{s}/ses-{ses}"
+        for s in included()
+        for ses in ("baseline", "followup")
+        if raw_dsc_series(BIDS, s, ses).exists()
+    ]
