@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_simulation.py speed [n_patients]    # seconds per patient (demo, paper)
     .venv/bin/python bench/bench_simulation.py calibrate [config]    # simulated vs paper (docs/simulation.md)
+    .venv/bin/python bench/bench_simulation.py figure [config]       # docs/img/simulated_patients.png
 
 Calibration simulates every included patient of the config's cohort in the truth MNI
 space (tissuefate.simulation.calibration) and prints the "simulated vs paper" table.
@@ -49,9 +50,21 @@ def calibrate(config_name: str = "config.yaml") -> None:
     print(f"{len(df)} patients in {time.perf_counter() - start:.0f} s")
 
 
+def figure(config_name: str = "config.yaml") -> None:
+    from tissuefate.simulation.calibration import patients_figure
+
+    config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    out = REPO / "docs" / "img" / "simulated_patients.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    patients_figure(config, out)
+    print(out)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "speed"
-    if mode == "calibrate":
+    if mode == "figure":
+        figure(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
+    elif mode == "calibrate":
         calibrate(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
     else:
         speed(int(sys.argv[2]) if len(sys.argv) > 2 else 5)

@@ -24,7 +24,9 @@ from tissuefate.statistics import ccc_cube_root
 ADC_THRESHOLD = 620.0
 TMAX_THRESHOLD_S = 6.0
 TMAX_NOISE_S = 0.25  # as the vendor-style maps written by simulate_participant
-ADC_NOISE = 25.0  # 10^-6 mm^2/s, about what Rician noise at the sites gives after the log ratio
+# ADC noise of one voxel: sd = sqrt(1/SNR_b0^2 + 1/SNR_b1000^2) / b with SNR_b0 = 1 / 0.017 (the
+# sites' mean noise_fraction, white matter) and SNR_b1000 = SNR_b0 exp(-b ADC_WM) = 0.49 SNR_b0.
+ADC_NOISE = 40.0  # 10^-6 mm^2/s
 
 # Paper Table 1 (median, q1, q3) per group and the thresholding row of Online Supplemental Table 2.
 PAPER_TARGETS = {
@@ -123,3 +125,42 @@ def markdown_table(table: pd.DataFrame) -> str:
         lines.append(f"| {r['target']} | {r['group']} | {r['n']} | {s[0]:.3g} ({s[1]:.3g}–{s[2]:.3g}) | "
                      f"{p[0]:.3g} ({p[1]:.3g}–{p[2]:.3g}) | {'yes' if r['inside'] else '**no**'} |")
     return "\n".join(lines)
+
+
+def patients_figure(config: dict, path, n: int = 12) -> None:
+    """DWI (b=1000), Tmax and final infarct of ``n`` included patients, truth MNI space, one
+    axial slice each (the slice with the most final infarct)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tissuefate.simulation.simulate import lesion_params
+
+    sim = config["simulation"]
+    plan = make_plan(sim, int(config["seed"]))
+    anat = load_anatomy(int(sim["mni_resolution_mm"]))
+    rows = [(i, r) for i, r in plan.iterrows() if r["simulated_exclusion"] == "n/a"][:n]
+    per_row = 2
+    fig, axes = plt.subplots(int(np.ceil(len(rows) / per_row)), 3 * per_row, figsize=(3 * per_row * 1.6, len(rows) / per_row * 2.0))
+    for k, (i, row) in enumerate(rows):
+        maps = simulate_lesion(anat, lesion_params(row, sim), np.random.default_rng([int(config["seed"]), 2, int(i)]))
+        z = int(np.argmax(maps.final_infarct.sum(axis=(0, 1)))) if maps.final_infarct.any() else anat.shape[2] // 2
+        dwi = maps.b0 * np.exp(-1000.0 * maps.adc_um2_per_s * 1e-6)
+        panels = [(dwi[..., z], "gray", (0, 400), "DWI"), (maps.tmax_s[..., z], "jet", (0, 12), "Tmax (0-12 s)"),
+                  (maps.flair[..., z], "gray", None, "final infarct")]
+        for j, (img, cmap, lim, title) in enumerate(panels):
+            ax = axes[k // per_row, 3 * (k % per_row) + j]
+            kw = {} if lim is None else {"vmin": lim[0], "vmax": lim[1]}
+            ax.imshow(np.rot90(img), cmap=cmap, **kw)
+            if j == 2:
+                ax.contour(np.rot90(maps.final_infarct[..., z]), levels=[0.5], colors="r", linewidths=0.8)
+            if j == 1:
+                ax.contour(np.rot90(maps.tmax_s[..., z] > 6), levels=[0.5], colors="w", linewidths=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            label = f"{row['participant_id']} {row['simulated_group']} {row['artery']}" if j == 0 else title
+            ax.set_title(label, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

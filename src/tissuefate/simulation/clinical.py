@@ -84,8 +84,8 @@ PAPER_VOLUMES = {
     "partial": dict(dwi=(31, 16, 83), tmax=(126, 66, 188)),
     "unknown": dict(dwi=(31, 13, 61), tmax=(123, 80, 171)),
 }
-VOLUME_CORRELATION = 0.7  # of log DWI and log Tmax volumes (large cores come with large hypoperfusion)
-CORE_PER_ADC_VOLUME = 1.2
+VOLUME_CORRELATION = 0.8  # of log DWI and log Tmax volumes (large cores come with large hypoperfusion)
+CORE_PER_ADC_VOLUME = 1.35
 MISMATCH_MIN = 1.2  # Tmax > 6 s volume at least this times the DWI volume
 
 
@@ -165,8 +165,8 @@ def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dic
     collateral = float(prng.beta(2.0, 2.0))
     rate, r = reperfusion_of(prng, group)
     # Without reperfusion, the share of the penumbra that dies falls with collateral grade.
-    penumbra_loss = float(np.clip(0.95 - 0.75 * collateral + 0.2 * prng.standard_normal(), 0.05, 1.0))
-    early_growth = float(min(prng.uniform(0.0, 0.3), penumbra_loss))
+    penumbra_loss = float(np.clip(1.0 - 0.9 * collateral + 0.3 * prng.standard_normal(), 0.02, 1.0))
+    early_growth = float(min(prng.beta(0.6, 3.5), penumbra_loss))  # skewed (Wheeler et al. 2015)
     reversal = float(prng.uniform(0.1, 0.6)) if (r >= 0.8 and prng.random() < 0.5) else 0.0
     return dict(
         side=side, lesion_index=index, lesion_source=str(lib.participant[index]), mirrored=mirrored,

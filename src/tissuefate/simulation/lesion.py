@@ -38,6 +38,7 @@ HYPOPERFUSION_NOISE = 1.0  # a: amplitude of the perfusion score's smooth noise 
 DEATH_LENGTH_MM = 12.0  # lambda_F of the death score
 DEATH_NOISE = 1.6  # b: amplitude of the death score's own smooth noise (sigma 6 mm)
 DEATH_GM_BONUS = 0.5  # grey matter dies first
+REVERSAL_NOISE = 0.5  # of the reversal score -depth + noise
 
 
 @dataclass
@@ -175,7 +176,9 @@ def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndar
     res = anat.resolution_mm
     tissue = anat.brain & (anat.csf < 0.6)
     n_reversed = int(round(p.reversal_fraction * core.sum()))
-    reversed_ = _top_voxels(-depth, core, n_reversed)  # the shallowest part of the lesion recovers
+    # The shallower part of the lesion recovers, but ADC predicts reversal only loosely.
+    reversal_score = -depth + REVERSAL_NOISE * smooth_noise(rng, anat.shape, 4.0 / res)
+    reversed_ = _top_voxels(reversal_score, core, n_reversed)
     survivors = core & ~reversed_
     penumbra = (tmax_from_severity(s) > 6.0) & ~core
     # Before reperfusion the core grows (imaging-to-reperfusion time); afterwards only
