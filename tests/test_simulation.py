@@ -174,7 +174,7 @@ def test_lesions_are_real_library_shapes(simulated_bids):
         dice = 2 * (core & source).sum() / (core.sum() + source.sum())
         assert dice > 0.6, (label, dice)
         kept = (final & source).sum() / source.sum()
-        assert kept > (1.0 - float(row["reversal_fraction"])) * 0.75, (label, kept)
+        assert kept > (1.0 - float(row["reversal_fraction"])) * 0.6, (label, kept)  # less CSF and deformation
         # Another library lesion of similar size does not fit: the shape is specific.
         other = int(np.argsort(np.abs(lib.volume_ml - lib.volume_ml[int(row["lesion_index"])]))[1])
         wrong = sample_2mm(lib.mask_2mm(other).astype(np.float32),
@@ -196,12 +196,16 @@ def test_hypoperfusion_lies_in_the_occluded_territory(simulated_bids):
         labels = sample_2mm(atlas, world, order=0)
         sides = ("left", "right") if row["side"] == "bilateral" else (row["side"],)
         territory = np.isin(labels, [lab for s in sides for lab in artery_labels(row["artery"], s)])
-        territory = ndimage.binary_dilation(territory, iterations=1)  # one voxel of grid tolerance
+        core, _ = _mask(truth / f"sub-{label}_space-{SPACE}_desc-core_mask.nii.gz")
+        # The lesion itself (up to 25 % of it may lie outside the territory) is hypoperfused too.
+        region = ndimage.binary_dilation(territory | core, iterations=1)  # one voxel of grid tolerance
         assert tmax6.sum() > 0, label
-        assert (tmax6 & territory).sum() / tmax6.sum() > 0.9, (label, row["artery"])
+        assert (tmax6 & region).sum() / tmax6.sum() > 0.95, (label, row["artery"])
+        assert (tmax6 & territory).sum() / tmax6.sum() > 0.7, (label, row["artery"])
         # The hypoperfusion is as large as planned (calibrated to the paper's volumes).
-        ml = tmax6.sum() * abs(np.linalg.det(tmax_img.affine[:3, :3])) / 1000
-        assert ml == pytest.approx(float(row["tmax6_target_ml"]), rel=0.05, abs=0.2), label
+        voxel_ml = abs(np.linalg.det(tmax_img.affine[:3, :3])) / 1000
+        planned = max(float(row["tmax6_target_ml"]), core.sum() * voxel_ml)  # the lesion is always hypoperfused
+        assert tmax6.sum() * voxel_ml == pytest.approx(planned, rel=0.02, abs=0.2), label
 
 
 def test_thresholds_are_imperfect_for_physiological_reasons(simulated_bids):

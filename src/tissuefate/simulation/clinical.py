@@ -86,7 +86,7 @@ PAPER_VOLUMES = {
 }
 VOLUME_CORRELATION = 0.8  # of log DWI and log Tmax volumes (large cores come with large hypoperfusion)
 CORE_PER_ADC_VOLUME = 1.35
-MISMATCH_MIN = 1.2  # Tmax > 6 s volume at least this times the DWI volume
+MISMATCH_MIN = 1.5  # Tmax > 6 s volume at least this times the DWI volume
 
 
 def _log_quantile(z: float, median: float, q1: float, q3: float) -> float:
@@ -100,8 +100,8 @@ def sample_volumes(rng: np.random.Generator, group: str) -> tuple[float, float]:
     v = PAPER_VOLUMES.get(group, PAPER_VOLUMES["partial"])
     z1 = rng.standard_normal()
     z2 = VOLUME_CORRELATION * z1 + np.sqrt(1 - VOLUME_CORRELATION**2) * rng.standard_normal()
-    dwi = float(np.clip(_log_quantile(z1, *v["dwi"]), 1.0, 250.0))
-    tmax = float(np.clip(_log_quantile(z2, *v["tmax"]), 10.0, 400.0))
+    dwi = float(np.clip(_log_quantile(z1, *v["dwi"]), 1.0, 150.0))
+    tmax = float(np.clip(_log_quantile(z2, *v["tmax"]), 10.0, 300.0))
     return dwi, max(tmax, MISMATCH_MIN * dwi + 5.0)
 
 

@@ -144,17 +144,22 @@ def hypoperfusion_severity(anat: Anatomy, core: np.ndarray, territory: np.ndarra
     region = territory | ndimage.binary_dilation(core, iterations=1)
     d_territory = ndimage.distance_transform_edt(~region, sampling=res)
     score = -d_lesion / HYPOPERFUSION_LENGTH_MM + HYPOPERFUSION_NOISE * smooth_noise(rng, anat.shape, 8.0 / res)
-    score = score - d_territory / 3.0
+    score = score - d_territory / 1.0  # steep: a voxel outside the territory is rarely hypoperfused
     voxel_ml = res**3 / 1000.0
     n = int(round(p.tmax6_target_ml / voxel_ml))
     if n <= 0:  # complete reperfusion before imaging: a mild delay only
         s = np.clip(SUBTHRESHOLD_SEVERITY - 0.05 * d_lesion / HYPOPERFUSION_LENGTH_MM - d_territory / 30.0, 0, SUBTHRESHOLD_SEVERITY)
         return (s * anat.brain).astype(np.float32)
-    values = np.sort(score[anat.brain])[::-1]
-    tau = 0.5 * (values[min(n, values.size) - 1] + values[min(n, values.size - 1)])
+    # The lesion is hypoperfused whatever its score: rank it first, so V_T counts it.
+    values = np.sort(np.where(core, np.inf, score)[anat.brain])[::-1]
+    values = values[np.isfinite(values)]
+    n_rest = n - int((core & anat.brain).sum())
+    tau = values[0] + 1.0 if n_rest <= 0 else 0.5 * (values[min(n_rest, values.size) - 1] + values[min(n_rest, values.size - 1)])
     k = 0.06 + 0.12 * (1.0 - p.collateral)
     s = np.clip(SEVERITY_AT_6S + k * (score - tau), 0, 1)
-    s = np.where(core, np.maximum(s, 0.6 + 0.3 * (1.0 - p.collateral)), s)
+    # Graded, never flat, inside the lesion (a flat block would defeat the 4-24 h rate targeting).
+    floor = 0.5 + 0.3 * (1.0 - p.collateral) + 0.1 * np.tanh(score - tau)
+    s = np.where(core, np.maximum(s, floor), s)
     return (s * anat.brain).astype(np.float32)
 
 
