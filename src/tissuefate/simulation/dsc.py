@@ -8,7 +8,8 @@ Indicator dilution (Ostergaard et al. 1996; equations in docs/simulation.md), pe
     S(t)    = S0 exp(-TE C(t))          (one relaxivity for blood and tissue)
 
 so that the integral of C_t over that of C_a is CBV / 100 exactly. Convolutions are
-exact-area recursive exponential filters on a time grid of TR / 8, vectorised over voxels.
+exact-area recursive exponential filters on a time grid of TR / 8, computed once per study
+for a table over (MTT, Tmax) and interpolated bilinearly per voxel (exact in the integral).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ RECIRCULATION = (0.12, 8.0, 3.0)  # relative amount, delay (s), beta (s) of the 
 S0_BRAIN = 1000.0
 FIRST_FRAME_FACTOR = 1.6  # the first frame is not at steady state (no T1 saturation yet)
 SUBSTEPS = 8
-GM_CBF = 58.0
 
 
 @dataclass
