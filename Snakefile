@@ -24,6 +24,7 @@ include: "workflow/rules/preprocessing.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/prediction.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:

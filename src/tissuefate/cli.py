@@ -1,4 +1,4 @@
-"""Command line: ``tissuefate simulate``, ``tissuefate cohort``.
+"""Command line: ``tissuefate simulate``, ``tissuefate cohort``, ``tissuefate predict``.
 
 The Snakemake rules call the same package functions through workflow/scripts/; the CLI
 serves people who want one stage by hand.
@@ -64,6 +64,12 @@ def cmd_cohort(args) -> None:
     print(f"Wrote the cohort stage to {args.out}")
 
 
+def cmd_predict(args) -> None:
+    from tissuefate.predict_patient import main_predict
+
+    main_predict(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tissuefate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bids", help="BIDS folder (default: dataset.bids_dir of the config)")
     p.add_argument("--out", default="results/cohort")
     p.set_defaults(func=cmd_cohort)
+    from tissuefate.predict_patient import add_predict_arguments
+
+    p = sub.add_parser("predict", help="predict one new patient with a model bundle (docs/predict.md)")
+    add_predict_arguments(p)
+    p.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     try:
         args.func(args)
