@@ -16,6 +16,11 @@ TAR_RGB = (1.0, 0.8, 0.0)
 CORE_RGB = (1.0, 0.0, 1.0)
 
 
+def _show(slice_xy: np.ndarray) -> np.ndarray:
+    """An axial RAS slice as radiologists view it: anterior up, the patient's left on the right."""
+    return np.rot90(slice_xy)[:, ::-1]
+
+
 def _axial(img: nib.Nifti1Image) -> tuple[np.ndarray, int]:
     """The volume reoriented to RAS (so slices display the usual way) and its axial axis."""
     ras = nib.as_closest_canonical(img)
@@ -40,6 +45,10 @@ def choose_slices(masks: list[np.ndarray | None], n_z: int, n: int = 4) -> list[
     return sorted({int(lit[int(round(i))]) for i in np.linspace(0, len(lit) - 1, min(n, len(lit)))})
 
 
+def _ratio(value) -> str:
+    return "undefined (no core, no tissue at risk)" if value is None else str(value)
+
+
 def _lines(summary: dict) -> list[str]:
     out = []
     m = summary.get("model")
@@ -48,13 +57,13 @@ def _lines(summary: dict) -> list[str]:
             f"Model (ensemble of {len(summary['bundle']['folds'])}; interval = range of the fold models):",
             f"  tissue at risk {m['tissue_at_risk_ml']} mL [{m['tissue_at_risk_ml_interval'][0]}-{m['tissue_at_risk_ml_interval'][1]}]",
             f"  core {m['core_ml']} mL [{m['core_ml_interval'][0]}-{m['core_ml_interval'][1]}]",
-            f"  mismatch {m['mismatch_ml']} mL [{m['mismatch_ml_interval'][0]}-{m['mismatch_ml_interval'][1]}], ratio {m['mismatch_ratio']}",
+            f"  mismatch {m['mismatch_ml']} mL [{m['mismatch_ml_interval'][0]}-{m['mismatch_ml_interval'][1]}], ratio {_ratio(m['mismatch_ratio'])}",
         ]
     t = summary["thresholding"]
     if t.get("tissue_at_risk_ml") is not None:
         out += ["Thresholding (Tmax > 6 s, ADC < 620):",
                 f"  tissue at risk {t['tissue_at_risk_ml']} mL, core {t['core_ml']} mL, mismatch {t['mismatch_ml']} mL, "
-                f"ratio {t['mismatch_ratio']}, Tmax > 10 s {t['tmax10s_ml']} mL"]
+                f"ratio {_ratio(t['mismatch_ratio'])}, Tmax > 10 s {t['tmax10s_ml']} mL"]
     elif t.get("core_ml") is not None:
         out += [f"Core estimate (ADC < 620 thresholding): {t['core_ml']} mL"]
     for trial, by in summary["criteria"].items():
@@ -73,7 +82,7 @@ def write_report(summary: dict, dwi: nib.Nifti1Image, model_masks: dict, thresho
     data, _ = _axial(dwi)
     tar = _ras(model_masks.get("tissue_at_risk", threshold_masks.get("tissue_at_risk")), dwi)
     core = _ras(model_masks.get("ischemic_core", threshold_masks.get("ischemic_core")), dwi)
-    slices = choose_slices([tar, core], data.shape[2])
+    slices = choose_slices([tar, core, *(_ras(m, dwi) for m in threshold_masks.values())], data.shape[2])
     fig = Figure(figsize=(11, 8.5))
     warnings = summary.get("warnings", [])
     top = 0.86 if warnings else 0.93
@@ -86,17 +95,17 @@ def write_report(summary: dict, dwi: nib.Nifti1Image, model_masks: dict, thresho
     width = 0.96 / max(len(slices), 1)
     for i, z in enumerate(slices):
         ax = fig.add_axes([0.02 + i * width, 0.45, width - 0.01, top - 0.47])
-        ax.imshow(np.rot90(data[:, :, z]), cmap="gray", vmin=0, vmax=vmax)
+        ax.imshow(_show(data[:, :, z]), cmap="gray", vmin=0, vmax=vmax)
         for mask, colour in ((tar, TAR_RGB), (core, CORE_RGB)):
             if mask is not None and mask[:, :, z].any():
-                ax.contour(np.rot90(mask[:, :, z]).astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
+                ax.contour(_show(mask[:, :, z]).astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
         ax.set_title(f"axial {z}", fontsize=9)
         ax.axis("off")
     fig.legend(handles=[Line2D([], [], color=TAR_RGB, label="tissue at risk"),
                         Line2D([], [], color=CORE_RGB, label="ischemic core")], loc="center", ncol=2,
                bbox_to_anchor=(0.5, 0.43), frameon=False)
     fig.text(0.02, 0.40, "\n".join(_lines(summary)), fontsize=9, family="monospace", va="top")
-    fig.text(0.02, 0.01, "Left of the patient on the right of each image (radiological view). Criteria sources: "
+    fig.text(0.02, 0.01, "The patient's left on the right of each image (radiological view). Criteria sources: "
              "docs/predict.md.", fontsize=7)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=100, format="png")

@@ -280,9 +280,13 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
             from tissuefate.patient_report import write_report
 
             write_report(summary, ref_img, {t: e["mask"] for t, e in ensemble.items()},
-                         {"tissue_at_risk": thr_masks.get("tmax6s", None), "ischemic_core": thr_masks.get("adc620")},
+                         {"tissue_at_risk": (thr_masks["tmax6s"] | thr_masks["adc620"]) if "tmax6s" in thr_masks else None,
+                          "ischemic_core": thr_masks.get("adc620")},
                          out / "report.png", out / "report.html")
             (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it private
     log.info("sub-%s: predicted in %.1f s -> %s", label, time.perf_counter() - t0, out_dir)
     return summary
 
@@ -318,7 +322,7 @@ def build_summary(bundle: Bundle, maps: PatientMaps, preproc: dict, ensemble: di
         "space": "orig (the patient's DWI grid)",
         "probability_threshold": bundle.threshold,
         "preprocessing": {k: preproc.get(k) for k in ("adc_unit", "tmax_unit", "registration_qc", "coverage_ml",
-                                                      "coverage_fraction_of_brain", "stroke_side", "limitations")},
+                                                      "coverage_fraction_of_brain", "stroke_side", "parenchymal_mean")},
         "thresholding": {**thr, "definition": f"tissue at risk: Tmax > {bundle.settings.tmax_threshold_s:g} s or ADC < "
                                               f"{bundle.settings.adc_threshold_um2_per_s:g}; core: ADC < "
                                               f"{bundle.settings.adc_threshold_um2_per_s:g} x 10^-6 mm^2/s"},
@@ -352,6 +356,9 @@ def build_summary(bundle: Bundle, maps: PatientMaps, preproc: dict, ensemble: di
         if thr["tissue_at_risk_ml"] is not None:
             q = {**triage.mismatch(thr["tissue_at_risk_ml"], thr["core_ml"]), "tmax10s_ml": thr["tmax10s_ml"]}
             criteria[trial]["thresholding"] = triage.evaluate(trial, q)
+        elif thr["core_ml"] is not None:
+            # Diffusion only: the core criterion alone can fail a patient, never pass one.
+            criteria[trial]["thresholding"] = triage.evaluate(trial, {"core_ml": round(thr["core_ml"], 1)})
         sources[trial] = triage.TRIALS[trial]["source"]
         for v in criteria[trial].values():
             v.pop("source", None)
@@ -365,8 +372,8 @@ def build_summary(bundle: Bundle, maps: PatientMaps, preproc: dict, ensemble: di
             "mismatch volume and ratio, and therefore the DEFUSE 3, EXTEND-IA and SWIFT PRIME criteria",
         ]
         summary["core_estimate"] = {"core_ml": thr["core_ml"], "method": summary["thresholding"]["definition"].split("; ")[1]}
-        summary["criteria_note"] = "only the core criterion can be checked: " + (
-            f"core {thr['core_ml']} mL is {'<' if thr['core_ml'] < 70 else 'not <'} 70 mL (DEFUSE 3, EXTEND-IA)")
+        summary["criteria_note"] = ("without perfusion only the core criterion can be checked: a core too large means "
+                                    "'does not meet', otherwise the verdict is 'cannot be assessed'")
     return summary
 
 
