@@ -51,7 +51,8 @@ def test_model_card_reports_the_study_metrics_with_iqr(bundle, ci_run):
     assert "not for clinical use" in card.lower()
     summary = pd.read_csv(ci_run / "results" / "tables" / "summary.tsv", sep="\t")
     row = summary[summary["approach"] == "pretraining"].iloc[0]
-    line = f"| {row.target} | pretraining | {row.metric} | {row.n} | {row.median:.3f} | {row.q1:.3f} | {row.q3:.3f} |"
+    line = (f"| {row['target']} | pretraining | {row['metric']} | {row['n']} | {row['median']:.3f} | "
+            f"{row['q1']:.3f} | {row['q3']:.3f} |")
     assert line in card
 
 

@@ -24,7 +24,6 @@ import json
 import platform
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +216,6 @@ def write_bundle(config: dict, results: str | Path, out_dir: str | Path, *, labe
                          "registration_resolutions_mm": resolutions, "dir": "template"},
             "training_domain": training_domain(results, labels, config.get("dataset", {}).get("bids_dir")),
             "software": software_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -104,7 +104,10 @@ def write_report(summary: dict, dwi: nib.Nifti1Image, model_masks: dict, thresho
     fig.legend(handles=[Line2D([], [], color=TAR_RGB, label="tissue at risk"),
                         Line2D([], [], color=CORE_RGB, label="ischemic core")], loc="center", ncol=2,
                bbox_to_anchor=(0.5, 0.43), frameon=False)
-    fig.text(0.02, 0.40, "\n".join(_lines(summary)), fontsize=9, family="monospace", va="top")
+    import textwrap
+
+    wrapped = [w for line in _lines(summary) for w in textwrap.wrap(line, 125, subsequent_indent="    ")]
+    fig.text(0.02, 0.40, "\n".join(wrapped), fontsize=9, family="monospace", va="top")
     fig.text(0.02, 0.01, "The patient's left on the right of each image (radiological view). Criteria sources: "
              "docs/predict.md.", fontsize=7)
     with atomic_path(png) as tmp:
