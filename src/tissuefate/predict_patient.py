@@ -94,9 +94,9 @@ def check_patient_maps(maps: PatientMaps) -> None:
             _refuse_rgb(Path(path), label, what)
         except InputError:
             raise
-        except Exception as err:  # unreadable: load_image says it in the study's words
+        except Exception:  # unreadable: load_image says so in the study's words
             load_image(path, label, what=what)
-            raise InputError(f"the {what} cannot be read ({err})", participant=label, path=path) from None
+            raise
     if maps.perfusion:
         missing = [m for m in PERFUSION_MAPS if m not in maps.perfusion]
         if missing:
@@ -235,7 +235,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
             from tissuefate.prediction import predict_volume
 
             volumes = load_participant(work, label, with_target=False)
-            for target in triage_targets():
+            for target in TARGET_DESC:
                 probs = []
                 members[target] = []
                 for fold, path in bundle.model_paths(target, folds):
@@ -289,10 +289,6 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it private
     log.info("sub-%s: predicted in %.1f s -> %s", label, time.perf_counter() - t0, out_dir)
     return summary
-
-
-def triage_targets() -> tuple[str, str]:
-    return ("tissue_at_risk", "ischemic_core")
 
 
 def warnings_of(bundle: Bundle, maps: PatientMaps, preproc: dict) -> list[str]:
