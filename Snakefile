@@ -25,6 +25,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/prediction.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/perfusion.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:

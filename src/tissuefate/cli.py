@@ -1,4 +1,4 @@
-"""Command line: ``tissuefate simulate``, ``tissuefate cohort``, ``tissuefate perfusion``.
+"""Command line: ``tissuefate simulate``, ``cohort``, ``perfusion``, ``predict``.
 
 The Snakemake rules call the same package functions through workflow/scripts/; the CLI
 serves people who want one stage by hand.
@@ -77,6 +77,12 @@ def cmd_perfusion(args) -> None:
     print(f"Wrote Tmax, MTT, CBF, CBV, TTP, the AIF ({summary['AIFVoxels']} voxels) and the QC figure to {args.out}")
 
 
+def cmd_predict(args) -> None:
+    from tissuefate.predict_patient import main_predict
+
+    main_predict(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tissuefate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo-time", type=float, help="TE in seconds, only if the sidecar has none")
     p.add_argument("--participant", help="participant label, for error messages")
     p.set_defaults(func=cmd_perfusion)
+
+
+    from tissuefate.predict_patient import add_predict_arguments
+
+    p = sub.add_parser("predict", help="predict one new patient with a model bundle (docs/predict.md)")
+    add_predict_arguments(p)
+    p.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -151,6 +151,7 @@ def final_outputs(wildcards):
         *expand(rules.thresholding.output, subject=included()),
         *rules.statistics.output,
         *rules.figures.output,
+        *rules.bundle.output,
     ]
     if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
         # Accuracy against the simulator's truth (also for a simulated dataset run as real data).

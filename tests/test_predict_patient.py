@@ -1,0 +1,306 @@
+"""`tissuefate predict`: trial criteria at their boundaries, the fold reproduction on the CI study,
+DICOM round trip, the ISLES 2022 case without perfusion, and bad input (nothing written)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tissuefate import triage
+from tissuefate.errors import InputError
+from tissuefate.predict_patient import PatientMaps, check_tmax_scale, predict_patient
+
+REPO = Path(__file__).resolve().parents[1]
+ISLES = REPO.parent / "shared" / "data" / "isles22-strokecase0009"
+
+
+# ------------------------------------------------------------------ criteria (no data needed)
+
+
+def test_defuse3_boundaries_are_exact():
+    q = {"core_ml": 69.9, "mismatch_ratio": 1.8, "mismatch_ml": 15.0}
+    assert triage.evaluate("DEFUSE 3", q)["meets"] is True
+    assert triage.evaluate("DEFUSE 3", {**q, "core_ml": 70.0})["meets"] is False  # core < 70
+    assert triage.evaluate("DEFUSE 3", {**q, "mismatch_ratio": 1.79})["meets"] is False  # ratio >= 1.8
+    assert triage.evaluate("DEFUSE 3", {**q, "mismatch_ml": 14.9})["meets"] is False  # mismatch >= 15
+    assert triage.evaluate("DEFUSE 3", q)["verdict"] == "meets"
+    assert triage.evaluate("DEFUSE 3", {**q, "core_ml": 70.0})["verdict"] == "does not meet"
+
+
+def test_extend_ia_and_swift_prime_differ_where_the_trials_differ():
+    q = {"core_ml": 60.0, "mismatch_ratio": 1.5, "mismatch_ml": 12.0, "tmax10s_ml": 50.0}
+    assert triage.evaluate("EXTEND-IA", q)["meets"] is True
+    assert triage.evaluate("DEFUSE 3", q)["meets"] is False
+    assert triage.evaluate("EXTEND-IA", {**q, "mismatch_ratio": 1.2})["meets"] is False  # strictly > 1.2
+    assert triage.evaluate("EXTEND-IA", {**q, "mismatch_ml": 10.0})["meets"] is False  # strictly > 10
+    sp = {"core_ml": 50.0, "mismatch_ratio": 1.81, "mismatch_ml": 15.0, "tmax10s_ml": 100.0}
+    assert triage.evaluate("SWIFT PRIME", sp)["meets"] is True  # <= 50, <= 100, >= 15
+    assert triage.evaluate("SWIFT PRIME", {**sp, "mismatch_ratio": 1.8})["meets"] is False  # strictly > 1.8
+    assert triage.evaluate("SWIFT PRIME", {**sp, "core_ml": 50.1})["meets"] is False
+    assert triage.evaluate("SWIFT PRIME", {**sp, "tmax10s_ml": None})["meets"] is None
+
+
+def test_mismatch_from_volumes_rounds_as_reported():
+    # 126 / 70 is 1.7999999999999998 in floating point: the verdict follows the reported 1.80.
+    m = triage.mismatch(126.0, 70.0)
+    assert m == {"tissue_at_risk_ml": 126.0, "core_ml": 70.0, "mismatch_ml": 56.0, "mismatch_ratio": 1.8}
+    assert triage.evaluate("DEFUSE 3", {**triage.mismatch(27.0, 15.0 - 1e-9)})["checks"][1]["met"] is True
+    assert triage.mismatch(10.0, 0.0)["mismatch_ratio"] == math.inf
+    assert math.isnan(triage.mismatch(0.0, 0.0)["mismatch_ratio"])
+    assert triage.evaluate("DEFUSE 3", triage.mismatch(10.0, 0.0))["meets"] is False  # mismatch 10 < 15
+    assert triage.evaluate("DEFUSE 3", triage.mismatch(20.0, 0.0))["meets"] is True
+    assert triage.json_number(math.inf) == "infinite"
+
+
+def test_tmax_scaled_by_ten_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    tmax = np.abs(rng.normal(0.5, 0.3, (20, 20, 10))).astype(np.float32)
+    tmax[5:10, 5:10, 3:6] = 15.0
+    seconds = tmp_path / "tmax_s.nii.gz"
+    nib.save(nib.Nifti1Image(tmax, np.eye(4)), str(seconds))
+    assert check_tmax_scale(seconds, "p") == pytest.approx(15.0)
+    tenths = tmp_path / "tmax_x10.nii.gz"
+    nib.save(nib.Nifti1Image(tmax * 10, np.eye(4)), str(tenths))
+    with pytest.raises(InputError, match=r"x10.*Fix: divide the map by 10"):
+        check_tmax_scale(tenths, "p")
+    (tmp_path / "tmax_x10.json").write_text('{"Units": "ms"}')  # declared ms: 150 ms is plausible
+    assert check_tmax_scale(tenths, "p") == pytest.approx(0.15)
+
+
+# ------------------------------------------------------------------ on the CI study (slow)
+
+
+def _test_patient(ci_run) -> tuple[str, int]:
+    """A tissue-at-risk test patient of the CI study and its fold (also cross-applied to the core model)."""
+    splits = json.loads((ci_run / "results" / "splits" / "splits.json").read_text())
+    for k, fold in enumerate(splits["tissue_at_risk"]["folds"], 1):
+        if fold["test"]:
+            return fold["test"][0].removeprefix("sub-"), k
+    raise AssertionError("no test patient in the CI study")
+
+
+def _bids(ci_run) -> Path:
+    import yaml
+
+    return ci_run / yaml.safe_load((ci_run / "config" / "ci.yaml").read_text())["dataset"]["bids_dir"]
+
+
+@pytest.fixture(scope="module")
+def fold_prediction(ci_run, tmp_path_factory):
+    label, fold = _test_patient(ci_run)
+    out = tmp_path_factory.mktemp("predict") / "fold"
+    maps = PatientMaps.from_bids(_bids(ci_run), label)
+    summary = predict_patient(ci_run / "results" / "bundle", maps, out, folds=[fold], threads=1)
+    return label, fold, out, summary
+
+
+@pytest.mark.slow
+def test_fold_model_alone_reproduces_the_study_prediction(ci_run, fold_prediction):
+    label, fold, out, summary = fold_prediction
+    assert summary["bundle"]["folds"] == [fold]
+    for target, desc in (("tissue_at_risk", "tissueatrisk"), ("ischemic_core", "ischemiccore")):
+        study = ci_run / "results" / "predictions" / "pretraining" / target / f"fold-{fold}" / \
+            f"sub-{label}_ses-baseline_space-orig_desc-{desc}_probseg.nii.gz"
+        ours = out / f"sub-{label}_space-orig_desc-{desc}_probseg.nii.gz"
+        a, b = nib.load(str(study)), nib.load(str(ours))
+        assert a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-4)
+        x, y = np.asarray(a.dataobj, np.float32), np.asarray(b.dataobj, np.float32)
+        assert float(x.max()) > 0.01, "the study's map is empty: the comparison would prove nothing"
+        np.testing.assert_allclose(y, x, atol=1e-5, rtol=0)
+        # One model: SD 0, mask = map >= threshold, volume from the mask.
+        sd = np.asarray(nib.load(str(out / f"sub-{label}_space-orig_desc-{desc}SD_probseg.nii.gz")).dataobj)
+        assert float(np.abs(sd).max()) == 0.0
+        mask = np.asarray(nib.load(str(out / f"sub-{label}_space-orig_desc-{desc}_mask.nii.gz")).dataobj) > 0
+        assert np.array_equal(mask, y >= summary["probability_threshold"])
+        voxel_ml = abs(np.linalg.det(b.affine[:3, :3])) / 1000
+        key = "tissue_at_risk_ml" if target == "tissue_at_risk" else "core_ml"
+        assert summary["model"][key] == round(mask.sum() * voxel_ml, 1)
+
+
+@pytest.mark.slow
+def test_outputs_criteria_and_report(fold_prediction):
+    label, fold, out, summary = fold_prediction
+    written = json.loads((out / "summary.json").read_text())
+    assert written["criteria"] == summary["criteria"]
+    for trial in ("DEFUSE 3", "EXTEND-IA", "SWIFT PRIME"):
+        for source in ("model", "thresholding"):
+            assert written["criteria"][trial][source]["verdict"] in ("meets", "does not meet", "cannot be assessed")
+    m = written["model"]
+    assert m["mismatch_ml"] == round(m["tissue_at_risk_ml"] - m["core_ml"], 1)
+    assert m["tissue_at_risk_ml_interval"][0] <= m["tissue_at_risk_ml"] <= m["tissue_at_risk_ml_interval"][1]
+    t = written["thresholding"]
+    assert t["tissue_at_risk_ml"] >= t["core_ml"]  # Tmax > 6 s OR ADC < 620 contains ADC < 620
+    assert (out / "report.png").stat().st_size > 10_000
+    page = (out / "report.html").read_text()
+    assert "DEFUSE 3" in page and "not for clinical use" in page.lower()
+    assert not list(out.parent.glob(".fold.*")), "temporary folders left behind"
+
+
+@pytest.mark.slow
+def test_ensemble_interval_contains_each_member(ci_run, tmp_path):
+    label, _ = _test_patient(ci_run)
+    summary = predict_patient(ci_run / "results" / "bundle", PatientMaps.from_bids(_bids(ci_run), label),
+                              tmp_path / "out", threads=1)
+    members = summary["model"]["members"]["ischemic_core"]
+    assert len(members) == len(summary["bundle"]["folds"]) > 1
+    lo, hi = summary["model"]["core_ml_interval"]
+    assert lo == min(m["volume_ml"] for m in members) and hi == max(m["volume_ml"] for m in members)
+    sd = np.asarray(nib.load(str(tmp_path / "out" / f"sub-{label}_space-orig_desc-ischemiccoreSD_probseg.nii.gz")).dataobj)
+    assert float(sd.max()) > 0  # different fold models disagree somewhere
+
+
+# ------------------------------------------------------------------ bad input: clear error, nothing written
+
+
+@pytest.fixture(scope="module")
+def ci_maps(ci_run) -> PatientMaps:
+    label, _ = _test_patient(ci_run)
+    return PatientMaps.from_bids(_bids(ci_run), label)
+
+
+def _copy_maps(maps: PatientMaps, dst: Path) -> PatientMaps:
+    dst.mkdir(parents=True, exist_ok=True)
+
+    def cp(p):
+        out = dst / Path(p).name
+        shutil.copy2(p, out)
+        side = Path(str(p).replace(".nii.gz", ".json"))
+        if side.exists():
+            shutil.copy2(side, dst / side.name)
+        return out
+
+    return PatientMaps(dwi=cp(maps.dwi), adc=cp(maps.adc), b0=None if maps.b0 is None else cp(maps.b0),
+                       perfusion={k: cp(v) for k, v in maps.perfusion.items()}, label=maps.label)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["missing_map", "tmax_x10", "adc_unit", "bundle_checksum", "bundle_version"])
+def test_bad_input_clear_error_nothing_written(problem, ci_run, ci_maps, tmp_path):
+    bundle = ci_run / "results" / "bundle"
+    maps = _copy_maps(ci_maps, tmp_path / "in")
+    if problem == "missing_map":
+        maps.perfusion["CBF"].unlink()
+        match = r"CBF.*the CBF map is missing"
+    elif problem == "tmax_x10":
+        img = nib.load(str(maps.perfusion["Tmax"]))
+        nib.save(nib.Nifti1Image(img.get_fdata(dtype=np.float32) * 10, img.affine), str(maps.perfusion["Tmax"]))
+        match = r"Tmax.*not physiological.*Fix: divide the map by 10"
+    elif problem == "adc_unit":
+        Path(str(maps.adc).replace(".nii.gz", ".json")).unlink()  # the CI bundle's policy: the sidecar's Units
+        match = r"adc"
+    else:
+        bundle = tmp_path / "bundle"
+        shutil.copytree(ci_run / "results" / "bundle", bundle)
+        if problem == "bundle_checksum":
+            (bundle / "config.yaml").write_text((bundle / "config.yaml").read_text() + "\n# edited\n")
+            match = r"config.yaml: the file's SHA-256 does not match"
+        else:
+            manifest = json.loads((bundle / "manifest.json").read_text())
+            manifest["format_version"] = 99
+            (bundle / "manifest.json").write_text(json.dumps(manifest))
+            match = r"version 99"
+    out = tmp_path / "out"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(InputError, match=match):
+        predict_patient(bundle, maps, out, threads=1)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# ------------------------------------------------------------------ DICOM
+
+
+@pytest.mark.slow
+def test_multi_series_dicom_folder_is_refused(ci_maps, tmp_path):
+    from dicom_writer import write_dicom_series
+
+    from tissuefate.dicom import convert_series
+
+    folder = tmp_path / "mixed"
+    write_dicom_series(ci_maps.perfusion["Tmax"], folder / "a", series_number=1, description="Tmax")
+    write_dicom_series(ci_maps.perfusion["CBF"], folder / "b", series_number=2, description="CBF")
+    with pytest.raises(InputError, match=r"mixed: the Tmax folder holds 2 DICOM series.*Fix: give one folder per series"):
+        convert_series(folder, tmp_path / "nii", label="p", what="Tmax")
+    assert not (tmp_path / "nii").exists()
+
+
+@pytest.mark.slow
+def test_rgb_dicom_is_refused(ci_maps, tmp_path):
+    from dicom_writer import write_dicom_series
+
+    from tissuefate.dicom import convert_series
+
+    write_dicom_series(ci_maps.perfusion["Tmax"], tmp_path / "rgb", rgb=True, description="Tmax colour")
+    with pytest.raises(InputError, match="colour image.*secondary capture"):
+        convert_series(tmp_path / "rgb", tmp_path / "nii", what="Tmax")
+
+
+@pytest.mark.slow
+def test_dicom_round_trip_gives_the_same_result(ci_run, ci_maps, fold_prediction, tmp_path):
+    """The patient's maps written as DICOM series (int16 + rescale, as scanners store them),
+    converted back with dcm2niix and predicted: the same maps and volumes as from NIfTI."""
+    import argparse
+
+    from dicom_writer import write_dicom_series
+
+    from tissuefate.io.bids import read_sidecar
+    from tissuefate.predict_patient import main_predict
+
+    label, fold, nifti_out, nifti_summary = fold_prediction
+    dcm = tmp_path / "dicom"
+    study = None
+    args = {"dwi": ci_maps.dwi, "adc": ci_maps.adc, **{k.lower(): v for k, v in ci_maps.perfusion.items()}}
+    if ci_maps.b0 is not None:
+        args["b0"] = ci_maps.b0
+    for i, (name, path) in enumerate(args.items(), 1):
+        write_dicom_series(path, dcm / name, series_number=i, description=name, study_uid=study)
+    adc_unit = read_sidecar(Path(ci_maps.adc))["Units"]
+    ns = argparse.Namespace(bundle=str(ci_run / "results" / "bundle"), out=str(tmp_path / "out"), bids=None,
+                            participant=label, adc_unit=adc_unit, folds=[fold], threads=1,
+                            **{k: str(dcm / k) if k in args else None for k in ("dwi", "adc", "tmax", "mtt", "cbf", "cbv", "b0")})
+    summary = main_predict(ns)
+    for key in ("tissue_at_risk_ml", "core_ml"):
+        assert summary["model"][key] == pytest.approx(nifti_summary["model"][key], abs=0.5, rel=0.02)
+    for key in ("tissue_at_risk_ml", "core_ml"):
+        assert summary["thresholding"][key] == pytest.approx(nifti_summary["thresholding"][key], abs=0.5, rel=0.02)
+    # Same map in world space (dcm2niix may store the voxels in another order).
+    a = nib.as_closest_canonical(nib.load(str(nifti_out / f"sub-{label}_space-orig_desc-tissueatrisk_probseg.nii.gz")))
+    b = nib.as_closest_canonical(nib.load(str(tmp_path / "out" / f"sub-{label}_space-orig_desc-tissueatrisk_probseg.nii.gz")))
+    assert np.allclose(a.affine, b.affine, atol=1e-3)
+    # Not bit for bit: the DICOM values are int16 with a rescale slope and dcm2niix stores the
+    # voxels in another order, so the registration differs in the last digits; a few edge voxels
+    # move (measured: Dice 0.993, correlation 0.9992 on the CI study).
+    x, y = a.get_fdata(), b.get_fdata()
+    assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.995
+    mx, my = x >= 0.5, y >= 0.5
+    assert 2 * (mx & my).sum() / (mx.sum() + my.sum()) > 0.98
+
+
+# ------------------------------------------------------------------ ISLES 2022: no perfusion
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ISLES.is_dir(), reason="../shared/data/isles22-strokecase0009 is not there")
+def test_isles_case_without_perfusion_gets_the_core_it_can(ci_run, tmp_path):
+    prefix = "sub-strokecase0009_ses-0001_"
+    maps = PatientMaps(dwi=ISLES / f"{prefix}dwi.nii.gz", adc=ISLES / f"{prefix}adc.nii.gz", label="strokecase0009")
+    summary = predict_patient(ci_run / "results" / "bundle", maps, tmp_path / "out", adc_unit="auto", threads=1)
+    assert "model" not in summary
+    text = " ".join(summary["cannot_compute"])
+    assert "tissue at risk" in text and "mismatch" in text and "DEFUSE 3" in text
+    core = summary["core_estimate"]["core_ml"]
+    mask = nib.load(str(tmp_path / "out" / "sub-strokecase0009_space-orig_desc-adc620_mask.nii.gz"))
+    voxel_ml = abs(np.linalg.det(mask.affine[:3, :3])) / 1000
+    assert core == round(float(np.asarray(mask.dataobj).sum()) * voxel_ml, 1) and core > 0
+    # The expert lesion (drawn on the DWI) and the ADC < 620 core overlap.
+    lesion = np.asarray(nib.load(str(ISLES / f"{prefix}msk.nii.gz")).dataobj) > 0
+    assert (np.asarray(mask.dataobj) > 0)[lesion].mean() > 0.1
+    for trial, by in summary["criteria"].items():
+        assert by["thresholding"]["verdict"] == ("does not meet" if core >= 70 else "cannot be assessed")
+    assert (tmp_path / "out" / "report.html").exists()
