@@ -105,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo-time", type=float, help="TE in seconds, only if the sidecar has none")
     p.add_argument("--participant", help="participant label, for error messages")
     p.set_defaults(func=cmd_perfusion)
-
-
     from tissuefate.predict_patient import add_predict_arguments
 
     p = sub.add_parser("predict", help="predict one new patient with a model bundle (docs/predict.md)")
