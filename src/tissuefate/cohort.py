@@ -24,8 +24,9 @@ from scipy import ndimage
 
 from tissuefate.errors import InputError
 from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, sidecar_path, validate_label
-from tissuefate.io.nifti import load_image, voxel_volume_ml
+from tissuefate.io.nifti import load_image
 from tissuefate.io.units import resolve_adc_factor
+from tissuefate.measures import voxel_volume_ml
 from tissuefate.metrics import mismatch_ratio
 from tissuefate.reperfusion import UNKNOWN, reperfusion_group, reperfusion_rate
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tissuefate.dataset import SliceDataset, load_dataset
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_path, atomic_write_text
+from tissuefate.measures import dice_from_counts
 from tissuefate.model import (
     AttentionUNet2p5D,
     ModelConfig,
@@ -114,8 +115,7 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, coverage: torch.Tens
 
 def dice_score(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Dice per patient; 1 when truth and prediction are both empty."""
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
+    return dice_from_counts(tp, fp, fn, empty=1.0)
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from tissuefate.io import derivatives
 from tissuefate.io.atomic import atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
+from tissuefate.measures import dice, voxel_volume_ml
 
 
 class RegistrationQCError(InputError):
@@ -38,12 +39,6 @@ class RegistrationQCError(InputError):
 def qc_figure_path(results: str | Path, label: str) -> Path:
     """The per-participant QC figure (flag it with report(..., category=...) in the rule)."""
     return derivatives.participant_dir(results, label) / f"sub-{label}_ses-baseline_space-{SPACE}_desc-qc_figure.png"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    denom = a.sum() + b.sum()
-    return float(2.0 * (a & b).sum() / denom) if denom else float("nan")
 
 
 # ---------------------------------------------------------------- measures without truth
@@ -278,7 +273,7 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
         true_les_img = nib.load(str(tp["infarct"]))
         true_les = np.asarray(true_les_img.dataobj) > 0
         our_les = _resample_mni(nib.load(str(ours)), true_les_img) >= 0.5
-        vml = abs(np.linalg.det(true_les_img.affine[:3, :3])) / 1000.0
+        vml = voxel_volume_ml(true_les_img)
         out.update(
             lesion_dice=round(dice(our_les, true_les), 4),
             true_lesion_ml=round(float(true_les.sum() * vml), 2),
