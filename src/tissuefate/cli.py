@@ -51,7 +51,7 @@ def cmd_simulate(args) -> None:
 
 def cmd_cohort(args) -> None:
     from tissuefate.cohort import read_participants, review_participant
-    from tissuefate.stages import write_cohort
+    from tissuefate.jobs.cohort import write_cohort
 
     config = _load_config(args.configfile)
     bids = Path(args.bids or config["dataset"]["bids_dir"])

@@ -23,6 +23,7 @@ from scipy.stats import rankdata
 
 from tissuefate.errors import InputError
 from tissuefate.measures import dice, voxel_volume_ml  # noqa: F401  (part of this module's API)
+from tissuefate.names import APPROACHES, REPERFUSION_GROUPS, TARGETS
 
 PROBABILITY_THRESHOLD = 0.5
 MISMATCH_RATIO_CAP = 20.0
@@ -50,9 +51,9 @@ MISMATCH_COLUMNS = (
 )
 
 # Rows are written in the study's order, not alphabetically (then by participant).
-TARGET_ORDER = ("tissue_at_risk", "ischemic_core")
-APPROACH_ORDER = ("pretraining", "separate", "thresholding")
-REPERFUSION_GROUP_ORDER = ("minimal", "partial", "major", "unknown")
+TARGET_ORDER = TARGETS
+APPROACH_ORDER = APPROACHES
+REPERFUSION_GROUP_ORDER = REPERFUSION_GROUPS
 
 
 # --- geometry -------------------------------------------------------------------------

@@ -35,11 +35,10 @@ import numpy as np
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.bids import validate_label
-from tissuefate.io.derivatives import SPACE
+from tissuefate.io.derivatives import thresholding_map as thresholding_path  # noqa: F401  (this stage's output)
+from tissuefate.names import TARGETS
 from tissuefate.io.nifti import save_image
 
-TARGETS = ("tissue_at_risk", "ischemic_core")
-_DESC = {"tissue_at_risk": "tissueatrisk", "ischemic_core": "ischemiccore"}
 
 
 @dataclass(frozen=True)
@@ -69,14 +68,6 @@ class ThresholdingSettings:
         if settings.tmax_scale_s <= 0 or settings.adc_scale_um2_per_s <= 0:
             raise ValueError("thresholding scales must be positive")
         return settings
-
-
-def thresholding_path(results: str | Path, label: str, target: str) -> Path:
-    """The thresholding score map of one target, in MNI space (values in [0, 1])."""
-    if target not in TARGETS:
-        raise KeyError(target)
-    folder = derivatives.participant_dir(results, label, stage="thresholding")
-    return folder / f"sub-{label}_ses-baseline_space-{SPACE}_desc-{_DESC[target]}_probseg.nii.gz"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -131,9 +122,10 @@ def threshold_participant(
     results: str | Path,
     config: dict | ThresholdingSettings | None = None,
     targets: tuple[str, ...] = TARGETS,
+    out_paths: dict[str, str | Path] | None = None,
 ) -> dict[str, Path]:
-    """The thresholding rule's job: read the participant's MNI maps, write one score map per
-    target. Returns target -> path."""
+    """Read the participant's MNI maps, write one score map per target (to ``out_paths``,
+    else the derivative names below ``results``). Returns target -> path."""
     label = validate_label(label)
     settings = config if isinstance(config, ThresholdingSettings) else ThresholdingSettings.from_config(config)
     paths = {
@@ -158,7 +150,7 @@ def threshold_participant(
     scores = threshold_scores(tmax, load("ADC"), load("coverage"), settings, dwi_normalized=load("DWI"))
     out = {}
     for target in targets:
-        out[target] = thresholding_path(results, label, target)
+        out[target] = Path(out_paths[target]) if out_paths else thresholding_path(results, label, target)
         save_image(scores[target], ref.affine, out[target])
     return out
 

@@ -10,6 +10,7 @@ rule review_participant:
         f"{RESULTS}/cohort/sub-{{subject}}/sub-{{subject}}_review.json",
     params:
         clinical=clinical_row,
+        bids=BIDS,
     log:
         f"{LOGS}/cohort/sub-{{subject}}.log",
     group:

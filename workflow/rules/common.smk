@@ -7,8 +7,8 @@ import pandas as pd
 from tissuefate.cohort import read_participants
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation import participant_labels
-from tissuefate.splits import TARGET_GROUPS, TARGETS, job_patients, read_splits
-from tissuefate.stages import fold_prediction_labels
+from tissuefate.names import TARGET_GROUPS, TARGETS, TRAINED_APPROACHES
+from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]
 RESULTS = config.get("results_dir", "results")
@@ -47,14 +47,24 @@ def participant_inputs(wildcards):
     Real data: every file in them, because Snakemake compares a folder's own mtime only and would
     miss a re-exported map inside it; a changed file reruns that participant's jobs.
     """
-    raw = f"{BIDS}/sub-{wildcards.subject}"
-    lesions = f"{BIDS}/derivatives/lesions/sub-{wildcards.subject}"
+    return participant_data(wildcards.subject)
+
+
+def participant_data(subject):
+    raw = f"{BIDS}/sub-{subject}"
+    lesions = f"{BIDS}/derivatives/lesions/sub-{subject}"
     if config["dataset"]["simulate"]:
         return {"raw": raw, "lesions": lesions}
     inputs = {"raw": list(_files_under(raw)) if Path(raw).is_dir() else raw}
     if Path(lesions).is_dir():
         inputs["lesions"] = list(_files_under(lesions))
     return inputs
+
+
+def raw_data(labels):
+    """The raw data of several participants (their baseline DWI grids, for example)."""
+    raw = [participant_data(label)["raw"] for label in sorted(set(labels))]
+    return [path for paths in raw for path in (paths if isinstance(paths, list) else [paths])]
 
 
 def clinical_row(wildcards):
@@ -73,7 +83,7 @@ def included(groups=None):
     return sorted(p.removeprefix("sub-") for p in table["participant_id"])
 
 
-APPROACHES = ("pretraining", "separate")
+APPROACHES = TRAINED_APPROACHES
 FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
 TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
 
@@ -124,10 +134,14 @@ def prediction_patients(wildcards):
     return {"own": own, "cross": cross}
 
 
+def prediction_labels(wildcards):
+    patients = prediction_patients(wildcards)
+    return sorted(set(patients["own"] + patients["cross"]))
+
+
 def prediction_data(wildcards):
     """Preprocessed data of the fold's test patients of both targets."""
-    patients = prediction_patients(wildcards)
-    return expand(rules.preprocess.output, subject=sorted(set(patients["own"] + patients["cross"])))
+    return expand(rules.preprocess.output, subject=prediction_labels(wildcards))
 
 
 def evaluation_inputs(wildcards):

@@ -6,6 +6,8 @@ rule predict:
     input:
         model=rules.train.output.model,
         data=prediction_data,
+        # The baseline DWI grids the maps are mapped back to.
+        raw=lambda wildcards: raw_data(prediction_labels(wildcards)),
     output:
         maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
         attention=report(
@@ -16,6 +18,7 @@ rule predict:
         ),
     params:
         patients=prediction_patients,
+        bids=BIDS,
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:

@@ -5,6 +5,8 @@
 rule preprocess:
     input:
         unpack(participant_inputs),
+    params:
+        bids=BIDS,
     output:
         report(
             directory(f"{RESULTS}/preprocessing/sub-{{subject}}"),
@@ -48,9 +50,14 @@ rule thresholding:
 
 rule registration_accuracy:
     input:
-        lambda wildcards: expand(rules.preprocess.output, subject=included()),
+        preprocessed=lambda wildcards: expand(rules.preprocess.output, subject=included()),
+        # The simulator's truth and the raw b1000 grid of each participant.
+        truth=lambda wildcards: expand(f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=included()),
+        raw=lambda wildcards: raw_data(included()),
     output:
         f"{RESULTS}/qc/registration.tsv",
+    params:
+        bids=BIDS,
     log:
         f"{LOGS}/qc/registration.log",
     resources:
