@@ -7,7 +7,7 @@ rule review_participant:
         # ancient: the participant's own row is the params below, so editing one row reruns one review.
         participants=ancient(f"{BIDS}/participants.tsv"),
     output:
-        f"{RESULTS}/cohort/sub-{{subject}}/sub-{{subject}}_review.json",
+        path(derivatives.review_json(RESULTS, "{subject}")),
     params:
         clinical=clinical_row,
         bids=BIDS,
@@ -30,11 +30,11 @@ checkpoint cohort:
         reviews=expand(rules.review_participant.output, subject=SUBJECTS),
         participants=f"{BIDS}/participants.tsv",
     output:
-        participants=f"{RESULTS}/cohort/participants.tsv",
-        table1=f"{RESULTS}/cohort/table1.tsv",
-        table1_md=f"{RESULTS}/cohort/table1.md",
+        participants=COHORT_TABLE,
+        table1=path(derivatives.cohort_file(RESULTS, "table1.tsv")),
+        table1_md=path(derivatives.cohort_file(RESULTS, "table1.md")),
         flow=report(
-            f"{RESULTS}/cohort/flow.png",
+            path(derivatives.cohort_file(RESULTS, "flow.png")),
             caption="../report/flow.rst",
             category="Cohort",
         ),

@@ -5,14 +5,17 @@ from pathlib import Path
 import pandas as pd
 
 from tissuefate.cohort import read_participants
-from tissuefate.io.derivatives import SPACE
+from tissuefate.io import derivatives
 from tissuefate.simulation import participant_labels
-from tissuefate.names import TARGET_GROUPS, TARGETS, TRAINED_APPROACHES
+from tissuefate.names import PRETRAIN, PRETRAINING, TARGET_GROUPS, TARGETS, TRAINED_APPROACHES
 from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]
 RESULTS = config.get("results_dir", "results")
 LOGS = f"{RESULTS}/logs"
+# Every output path comes from tissuefate.io.derivatives (the package reads the same names).
+path = str
+COHORT_TABLE = path(derivatives.cohort_file(RESULTS, "participants.tsv"))
 # Relative to the rule files in workflow/rules/.
 ENV = "../../envs/tissuefate.yaml"
 
@@ -113,7 +116,7 @@ def _labels(ids):
 
 def training_patients(wildcards):
     """``{"train": [...], "val": [...]}`` of a training job (its test patients do not matter)."""
-    approach = wildcards.get("approach", "pretrain")
+    approach = wildcards.get("approach", PRETRAIN)
     fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
     patients = job_patients(study_splits(), approach, wildcards.get("target"), fold)
     return {"train": patients["train"], "val": patients["val"]}
@@ -126,7 +129,7 @@ def training_data(wildcards):
 
 
 def pretrained_model(wildcards):
-    return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
+    return rules.pretrain.output.model if wildcards.approach == PRETRAINING else []
 
 
 def prediction_patients(wildcards):

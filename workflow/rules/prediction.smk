@@ -9,9 +9,9 @@ rule predict:
         # The baseline DWI grids the maps are mapped back to.
         raw=lambda wildcards: raw_data(prediction_labels(wildcards)),
     output:
-        maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
+        maps=directory(path(derivatives.prediction_dir(RESULTS, "{approach}", "{target}", "{fold}"))),
         attention=report(
-            f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}_attention.png",
+            path(derivatives.attention_map(RESULTS, "{approach}", "{target}", "{fold}")),
             caption="../report/attention.rst",
             category="Attention maps",
             subcategory="{approach} {target}",
@@ -22,8 +22,8 @@ rule predict:
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:
-        approach="pretraining|separate",
-        target="tissue_at_risk|ischemic_core",
+        approach="|".join(TRAINED_APPROACHES),
+        target="|".join(TARGETS),
         fold=r"\d+",
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.

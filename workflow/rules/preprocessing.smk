@@ -9,7 +9,7 @@ rule preprocess:
         bids=BIDS,
     output:
         report(
-            directory(f"{RESULTS}/preprocessing/sub-{{subject}}"),
+            directory(path(derivatives.participant_dir(RESULTS, "{subject}"))),
             patterns=["{name}_desc-qc_figure.png"],
             caption="../report/registration_qc.rst",
             category="Registration QC",
@@ -32,8 +32,7 @@ rule thresholding:
     input:
         rules.preprocess.output,
     output:
-        tissue_at_risk=f"{RESULTS}/thresholding/sub-{{subject}}/sub-{{subject}}_ses-baseline_space-{SPACE}_desc-tissueatrisk_probseg.nii.gz",
-        ischemic_core=f"{RESULTS}/thresholding/sub-{{subject}}/sub-{{subject}}_ses-baseline_space-{SPACE}_desc-ischemiccore_probseg.nii.gz",
+        **{target: path(derivatives.thresholding_map(RESULTS, "{subject}", target)) for target in TARGETS},
     log:
         f"{LOGS}/thresholding/sub-{{subject}}.log",
     group:
@@ -55,7 +54,7 @@ rule registration_accuracy:
         truth=lambda wildcards: expand(f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=included()),
         raw=lambda wildcards: raw_data(included()),
     output:
-        f"{RESULTS}/qc/registration.tsv",
+        path(derivatives.registration_table(RESULTS)),
     params:
         bids=BIDS,
     log:

@@ -4,9 +4,9 @@
 
 rule splits:
     input:
-        cohort=f"{RESULTS}/cohort/participants.tsv",
+        cohort=COHORT_TABLE,
     output:
-        f"{RESULTS}/splits/splits.json",
+        path(derivatives.splits_file(RESULTS)),
     log:
         f"{LOGS}/splits.log",
     localrule: True
@@ -26,10 +26,10 @@ rule pretrain:
         # splits.json reruns nothing, a changed patient list (params) or patient (data) does.
         data=training_data,
     output:
-        model=f"{RESULTS}/models/pretrain/model.pt",
-        curves=f"{RESULTS}/models/pretrain/curves.tsv",
+        model=path(derivatives.model_file(RESULTS, "model.pt", PRETRAIN)),
+        curves=path(derivatives.model_file(RESULTS, "curves.tsv", PRETRAIN)),
         figure=report(
-            f"{RESULTS}/models/pretrain/curves.png",
+            path(derivatives.model_file(RESULTS, "curves.png", PRETRAIN)),
             caption="../report/training_curves.rst",
             category="Training",
             subcategory="pretraining (partial + unknown)",
@@ -55,10 +55,10 @@ rule train:
         pretrained=pretrained_model,
         data=training_data,
     output:
-        model=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/model.pt",
-        curves=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.tsv",
+        model=path(derivatives.model_file(RESULTS, "model.pt", "{approach}", "{target}", "{fold}")),
+        curves=path(derivatives.model_file(RESULTS, "curves.tsv", "{approach}", "{target}", "{fold}")),
         figure=report(
-            f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.png",
+            path(derivatives.model_file(RESULTS, "curves.png", "{approach}", "{target}", "{fold}")),
             caption="../report/training_curves.rst",
             category="Training",
             subcategory="{approach} {target}",
@@ -68,8 +68,8 @@ rule train:
     log:
         f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
     wildcard_constraints:
-        approach="pretraining|separate",
-        target="tissue_at_risk|ischemic_core",
+        approach="|".join(TRAINED_APPROACHES),
+        target="|".join(TARGETS),
         fold=r"\d+",
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.

@@ -126,3 +126,60 @@ def model_dir(results: str | Path, approach: str, target: str | None = None, fol
     if approach == "pretrain":
         return Path(results) / "models" / "pretrain"
     return Path(results) / "models" / approach / target / f"fold-{fold}"
+
+
+# --- study-level outputs (the rule files name their outputs with these) ------------------
+
+# The result tables of the statistics stage, in the order they are written.
+RESULT_TABLES = ("summary", "comparisons", "concordance", "mismatch_summary")
+
+
+def review_json(results: str | Path, label: str) -> Path:
+    """One participant's review (inclusion, reperfusion, volumes) as JSON."""
+    return Path(results) / "cohort" / f"sub-{label}" / f"sub-{label}_review.json"
+
+
+def cohort_file(results: str | Path, name: str) -> Path:
+    """The cohort stage's outputs: participants.tsv, table1.tsv, table1.md, flow.png."""
+    assert name in ("participants.tsv", "table1.tsv", "table1.md", "flow.png"), name
+    return Path(results) / "cohort" / name
+
+
+def splits_file(results: str | Path) -> Path:
+    return Path(results) / "splits" / "splits.json"
+
+
+def model_file(results: str | Path, name: str, approach: str, target: str | None = None,
+               fold: int | str | None = None) -> Path:
+    """A training job's outputs: model.pt, curves.tsv, curves.png."""
+    assert name in ("model.pt", "curves.tsv", "curves.png"), name
+    return model_dir(results, approach, target, fold) / name
+
+
+def attention_map(results: str | Path, approach: str, target: str, fold: int | str) -> Path:
+    return Path(f"{prediction_dir(results, approach, target, fold)}_attention.png")
+
+
+def metrics_file(results: str | Path, name: str) -> Path:
+    """per_case.tsv and mismatch.tsv."""
+    assert name in ("per_case", "mismatch"), name
+    return Path(results) / "metrics" / f"{name}.tsv"
+
+
+def table_file(results: str | Path, name: str, ext: str = "tsv") -> Path:
+    """A result table (:data:`RESULT_TABLES`) as TSV or Markdown (``ext="md"``)."""
+    return Path(results) / "tables" / f"{name}.{ext}"
+
+
+def figures_dir(results: str | Path) -> Path:
+    return Path(results) / "figures"
+
+
+def registration_table(results: str | Path) -> Path:
+    """Registration accuracy against the simulator's truth, per participant."""
+    return Path(results) / "qc" / "registration.tsv"
+
+
+def dataset_description(results: str | Path) -> Path:
+    """``results/`` is a BIDS derivatives dataset: its dataset_description.json."""
+    return Path(results) / "dataset_description.json"

@@ -113,7 +113,7 @@ def metrics(cohort_tsv, splits_json, preprocessed, predictions, thresholding, pe
     return per_case, mismatch
 
 
-TABLE_TITLES = {
+TABLE_TITLES = {  # one per derivatives.RESULT_TABLES
     "summary": "Per-case metrics: median (IQR) per target and approach",
     "comparisons": "Paired Wilcoxon signed-rank tests, Benjamini-Hochberg adjusted",
     "concordance": "Lin's concordance of predicted and true volumes (cube root)",
