@@ -32,6 +32,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from tissuefate.config import section, section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.bids import validate_label
@@ -41,33 +42,31 @@ from tissuefate.io.nifti import save_image
 
 
 
+_PRE, _THR = section_defaults("preprocessing"), section_defaults("thresholding")
+
+
 @dataclass(frozen=True)
 class ThresholdingSettings:
-    tmax_threshold_s: float = 6.0
-    adc_threshold_um2_per_s: float = 620.0
-    tmax_scale_s: float = 2.0
-    adc_scale_um2_per_s: float = 75.0
-    adc_min_valid_um2_per_s: float = 100.0
-    adc_mask_min_dwi_ratio: float = 1.0
+    """Thresholds from ``cohort``/``preprocessing`` (one place each), scales from
+    ``thresholding``; defaults and allowed values in the config schema."""
+
+    tmax_threshold_s: float = section_defaults("cohort")["tmax_threshold_s"]
+    adc_threshold_um2_per_s: float = _PRE["adc_threshold_um2_per_s"]
+    tmax_scale_s: float = _THR["tmax_scale_s"]
+    adc_scale_um2_per_s: float = _THR["adc_scale_um2_per_s"]
+    adc_min_valid_um2_per_s: float = _PRE["adc_min_valid_um2_per_s"]
+    adc_mask_min_dwi_ratio: float = _PRE["adc_mask_min_dwi_ratio"]
 
     @classmethod
     def from_config(cls, config: dict | None) -> "ThresholdingSettings":
-        """Thresholds from ``cohort``/``preprocessing`` (one place each), scales from ``thresholding``."""
         config = config or {}
-        pre, coh, thr = (config.get(k) or {} for k in ("preprocessing", "cohort", "thresholding"))
-        kw = {}
-        if "tmax_threshold_s" in coh:
-            kw["tmax_threshold_s"] = float(coh["tmax_threshold_s"])
-        for key in ("adc_threshold_um2_per_s", "adc_min_valid_um2_per_s", "adc_mask_min_dwi_ratio"):
-            if key in pre:
-                kw[key] = float(pre[key])
-        for key in ("tmax_scale_s", "adc_scale_um2_per_s"):
-            if key in thr:
-                kw[key] = float(thr[key])
-        settings = cls(**kw)
-        if settings.tmax_scale_s <= 0 or settings.adc_scale_um2_per_s <= 0:
-            raise ValueError("thresholding scales must be positive")
-        return settings
+        pre, thr = section(config, "preprocessing"), section(config, "thresholding")
+        return cls(
+            tmax_threshold_s=float((config.get("cohort") or {}).get("tmax_threshold_s", cls.tmax_threshold_s)),
+            **{key: float(pre[key]) for key in ("adc_threshold_um2_per_s", "adc_min_valid_um2_per_s",
+                                                "adc_mask_min_dwi_ratio")},
+            **{key: float(thr[key]) for key in ("tmax_scale_s", "adc_scale_um2_per_s")},
+        )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

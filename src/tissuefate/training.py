@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tissuefate.config import section, section_defaults
 from tissuefate.dataset import SliceDataset, load_dataset
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_path, atomic_write_text
@@ -46,24 +47,9 @@ from tissuefate.model import (
 
 log = logging.getLogger(__name__)
 
-# Config section ``training:`` and its defaults.
-DEFAULTS = {
-    "epochs": 30,
-    "batch_size": 16,
-    "learning_rate": 1e-3,
-    "weight_decay": 0.0,
-    "bce_weight": 1.0,
-    "dice_weight": 1.0,
-    "augment_flip_lr": True,
-    # Centre slices drawn per epoch (null: every slice with coverage, once).
-    "samples_per_epoch": None,
-    "eval_batch_size": 32,
-    "seed": 0,
-    # auto: CUDA when available, else CPU.
-    "device": "auto",
-    # torch CPU threads (null: leave torch's default).
-    "threads": None,
-}
+# Config section ``training:`` and its defaults (from the config schema; ``resources`` is the
+# workflow's), plus the seed (the config's top-level one).
+DEFAULTS = {**{k: v for k, v in section_defaults("training").items() if k != "resources"}, "seed": 0}
 
 LOSS_DESCRIPTION = "bce_weight * masked BCE + dice_weight * (1 - masked soft Dice pooled over the batch)"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice")
@@ -81,15 +67,12 @@ def training_outputs(out_dir: str | Path) -> dict[str, Path]:
 
 
 def training_config(cfg: dict | None) -> dict:
+    """The training settings with the schema's defaults (checked against the schema)."""
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"training: unknown key(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    merged = {**DEFAULTS, **cfg}
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if int(merged[key]) < 1:
-            raise ValueError(f"training.{key} must be >= 1, got {merged[key]}")
-    return merged
+    seed = cfg.pop("seed", DEFAULTS["seed"])
+    merged = section({"training": cfg}, "training")
+    merged.pop("resources", None)
+    return {**merged, "seed": seed}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -378,13 +361,13 @@ def train_job(
     if approach == "pretraining" and pretrained is None:
         raise ValueError("approach 'pretraining' fine-tunes the pretrained model: pass pretrained=<pretrain model.pt>")
     # training.resources (gpus, mem_mb, runtime, threads of the rule) is the workflow's, not ours.
-    training = {k: v for k, v in (config.get("training") or {}).items() if k != "resources"}
+    training = {k: v for k, v in section(config, "training").items() if k != "resources"}
     cfg = {"seed": config.get("seed", DEFAULTS["seed"]), **training}
     if threads is not None:
         cfg["threads"] = threads
     title = "pretrain" if approach == "pretrain" else f"{approach}/{target}/fold-{fold}"
     return train(
-        config.get("model"),
+        section(config, "model"),
         patients["train"], patients["val"], out_dir, cfg,
         resume=True,
         pretrained=pretrained if approach == "pretraining" else None,

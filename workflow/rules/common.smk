@@ -11,7 +11,7 @@ from tissuefate.names import PRETRAIN, PRETRAINING, TARGET_GROUPS, TARGETS, TRAI
 from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]
-RESULTS = config.get("results_dir", "results")
+RESULTS = config["results_dir"]
 LOGS = f"{RESULTS}/logs"
 # Every output path comes from tissuefate.io.derivatives (the package reads the same names).
 path = str
@@ -87,8 +87,8 @@ def included(groups=None):
 
 
 APPROACHES = TRAINED_APPROACHES
-FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
-TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
+FOLDS = list(range(1, config["splits"]["n_folds"] + 1))
+TRAIN_RESOURCES = config["training"]["resources"]
 
 
 # Input functions of the rules (evaluated once the cohort checkpoint has run).
@@ -107,7 +107,7 @@ def study_splits():
 
 @lru_cache(maxsize=4)
 def _splits_of(table, mtime_ns):
-    return read_splits(table, config["seed"], **config.get("splits", {}))
+    return read_splits(table, config["seed"], **config["splits"])
 
 
 def _labels(ids):

@@ -27,10 +27,10 @@ rule predict:
         fold=r"\d+",
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
-        gpu=TRAIN_RESOURCES.get("gpus", 0),
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
+        gpu=TRAIN_RESOURCES["gpus"],
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=30,
-    threads: TRAIN_RESOURCES.get("threads", 1)
+    threads: TRAIN_RESOURCES["threads"]
     conda:
         ENV
     script:

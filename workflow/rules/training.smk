@@ -40,10 +40,10 @@ rule pretrain:
         f"{LOGS}/training/pretrain.log",
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
-        gpu=TRAIN_RESOURCES.get("gpus", 0),
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
-        runtime=TRAIN_RESOURCES.get("runtime", 60),
-    threads: TRAIN_RESOURCES.get("threads", 1)
+        gpu=TRAIN_RESOURCES["gpus"],
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+    threads: TRAIN_RESOURCES["threads"]
     conda:
         ENV
     script:
@@ -73,10 +73,10 @@ rule train:
         fold=r"\d+",
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
-        gpu=TRAIN_RESOURCES.get("gpus", 0),
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
-        runtime=TRAIN_RESOURCES.get("runtime", 60),
-    threads: TRAIN_RESOURCES.get("threads", 1)
+        gpu=TRAIN_RESOURCES["gpus"],
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+    threads: TRAIN_RESOURCES["threads"]
     conda:
         ENV
     script:

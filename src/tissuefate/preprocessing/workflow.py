@@ -17,12 +17,13 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from tissuefate.config import section, section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.atomic import atomic_path
@@ -34,60 +35,48 @@ from tissuefate.preprocessing import normalization as norm
 from tissuefate.preprocessing.template import TemplateFiles, template_files
 
 
+_DEFAULTS = section_defaults("preprocessing")
+
+
 @dataclass(frozen=True)
 class PreprocessingSettings:
-    """The ``preprocessing:`` section of the config (plus ``cohort.tmax_threshold_s``)."""
+    """The ``preprocessing:`` section of the config (plus ``cohort.tmax_threshold_s``); every
+    default and allowed value is in the config schema."""
 
-    adc_unit: str = "sidecar"
-    adc_threshold_um2_per_s: float = 620.0
-    tmax_threshold_s: float = 6.0
-    template_resolution_mm: float = 2.0  # the MNI grid of every output
-    registration_resolution_mm: int | str = "auto"  # template grid the registration runs on
-    registration_image: str = "b0"  # b0 or b1000; b1000 is used when there is no b0
-    template_contrast: str = "synthetic"  # synthetic (b0-/b1000-like) or t1
-    syn_iterations: tuple[int, ...] = (40, 20, 0)
-    lesion_exclusion_dilation_mm: float = 4.0
-    lesion_exclusion_min_cluster_ml: float = 0.5
-    adc_mask_min_dwi_ratio: float = 1.0
-    adc_min_valid_um2_per_s: float = 100.0
-    csf_adc_min_um2_per_s: float = 1500.0
-    parenchyma_tissue_min_probability: float = 0.5
-    bilateral_min_fraction: float = 0.25
-    stroke_side_min_cluster_ml: float = 1.0
-    min_perfusion_overlap_fraction: float = 0.05
-    qc_min_mutual_information: float = 0.10
-    qc_min_brain_dice: float = 0.80
-    qc_brain_volume_ratio_range: tuple[float, float] = (0.5, 2.0)
-    qc_max_nonlinear_p95_mm: float = 6.0
-    on_registration_failure: str = "flag"  # flag or error
+    adc_unit: str = _DEFAULTS["adc_unit"]
+    adc_threshold_um2_per_s: float = _DEFAULTS["adc_threshold_um2_per_s"]
+    tmax_threshold_s: float = section_defaults("cohort")["tmax_threshold_s"]
+    template_resolution_mm: float = _DEFAULTS["template_resolution_mm"]
+    registration_resolution_mm: int | str = _DEFAULTS["registration_resolution_mm"]
+    registration_image: str = _DEFAULTS["registration_image"]
+    template_contrast: str = _DEFAULTS["template_contrast"]
+    syn_iterations: tuple[int, ...] = tuple(_DEFAULTS["syn_iterations"])
+    lesion_exclusion_dilation_mm: float = _DEFAULTS["lesion_exclusion_dilation_mm"]
+    lesion_exclusion_min_cluster_ml: float = _DEFAULTS["lesion_exclusion_min_cluster_ml"]
+    adc_mask_min_dwi_ratio: float = _DEFAULTS["adc_mask_min_dwi_ratio"]
+    adc_min_valid_um2_per_s: float = _DEFAULTS["adc_min_valid_um2_per_s"]
+    csf_adc_min_um2_per_s: float = _DEFAULTS["csf_adc_min_um2_per_s"]
+    parenchyma_tissue_min_probability: float = _DEFAULTS["parenchyma_tissue_min_probability"]
+    bilateral_min_fraction: float = _DEFAULTS["bilateral_min_fraction"]
+    stroke_side_min_cluster_ml: float = _DEFAULTS["stroke_side_min_cluster_ml"]
+    min_perfusion_overlap_fraction: float = _DEFAULTS["min_perfusion_overlap_fraction"]
+    qc_min_mutual_information: float = _DEFAULTS["qc_min_mutual_information"]
+    qc_min_brain_dice: float = _DEFAULTS["qc_min_brain_dice"]
+    qc_brain_volume_ratio_range: tuple[float, float] = tuple(_DEFAULTS["qc_brain_volume_ratio_range"])
+    qc_max_nonlinear_p95_mm: float = _DEFAULTS["qc_max_nonlinear_p95_mm"]
+    on_registration_failure: str = _DEFAULTS["on_registration_failure"]
     random_seed: int = 20210401  # the config's top-level seed when there is one
 
     @classmethod
     def from_config(cls, config: dict | None) -> "PreprocessingSettings":
         config = config or {}
-        pre = dict(config.get("preprocessing") or {})
-        if "tmax_threshold_s" not in pre and "tmax_threshold_s" in (config.get("cohort") or {}):
-            pre["tmax_threshold_s"] = config["cohort"]["tmax_threshold_s"]
-        if "random_seed" not in pre and "seed" in config:
+        pre = section(config, "preprocessing")
+        pre["tmax_threshold_s"] = (config.get("cohort") or {}).get("tmax_threshold_s", cls.tmax_threshold_s)
+        if "seed" in config:
             pre["random_seed"] = int(config["seed"])
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(pre) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocessing settings: {unknown}")
-        if "syn_iterations" in pre:
-            pre["syn_iterations"] = tuple(int(i) for i in pre["syn_iterations"])
-        if "qc_brain_volume_ratio_range" in pre:
-            pre["qc_brain_volume_ratio_range"] = tuple(float(v) for v in pre["qc_brain_volume_ratio_range"])
-        settings = cls(**pre)
-        if settings.registration_image not in ("b0", "b1000"):
-            raise ValueError("preprocessing.registration_image must be b0 or b1000")
-        if settings.registration_resolution_mm != "auto" and not isinstance(settings.registration_resolution_mm, int):
-            raise ValueError("preprocessing.registration_resolution_mm must be auto or a whole number of mm")
-        if settings.template_contrast not in ("synthetic", "t1"):
-            raise ValueError("preprocessing.template_contrast must be synthetic or t1")
-        if settings.on_registration_failure not in ("flag", "error"):
-            raise ValueError("preprocessing.on_registration_failure must be flag or error")
-        return settings
+        pre["syn_iterations"] = tuple(int(i) for i in pre["syn_iterations"])
+        pre["qc_brain_volume_ratio_range"] = tuple(float(v) for v in pre["qc_brain_volume_ratio_range"])
+        return cls(**pre)
 
 
 @dataclass
