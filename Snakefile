@@ -14,6 +14,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
 if config["dataset"]["simulate"]:
 
     include: "workflow/rules/simulate.smk"
@@ -27,6 +29,6 @@ include: "workflow/rules/evaluation.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs,
-    default_target: True

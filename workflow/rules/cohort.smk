@@ -8,19 +8,21 @@ rule review_participant:
         participants=ancient(f"{BIDS}/participants.tsv"),
     output:
         path(derivatives.review_json(RESULTS, "{subject}")),
-    params:
-        clinical=clinical_row,
-        bids=BIDS,
     log:
         f"{LOGS}/cohort/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/review_participant/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
+    params:
+        clinical=clinical_row,
+        bids=lambda wildcards, input: str(Path(input.participants).parent),
     script:
         "../scripts/review_participant.py"
 
@@ -40,12 +42,32 @@ checkpoint cohort:
         ),
     log:
         f"{LOGS}/cohort/cohort.log",
+    benchmark:
+        f"{BENCHMARKS}/cohort/cohort.tsv"
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/cohort.py"
+
+
+rule results_description:
+    output:
+        path(derivatives.dataset_description(RESULTS)),
+    log:
+        f"{LOGS}/results_description.log",
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        bids=BIDS,
+    script:
+        "../scripts/results_description.py"

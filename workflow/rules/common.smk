@@ -7,12 +7,21 @@ import pandas as pd
 from tissuefate.cohort import read_participants
 from tissuefate.io import derivatives
 from tissuefate.simulation import participant_labels
-from tissuefate.names import PRETRAIN, PRETRAINING, TARGET_GROUPS, TARGETS, TRAINED_APPROACHES
+from tissuefate.names import (
+    PRETRAIN,
+    PRETRAINING,
+    TARGET_GROUPS,
+    TARGETS,
+    TRAINED_APPROACHES,
+)
 from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]
 RESULTS = config["results_dir"]
 LOGS = f"{RESULTS}/logs"
+# Snakemake's own measurements (seconds, CPU, peak memory) of every job that does real work:
+# outside results/, whose tables are compared byte for byte between runs.
+BENCHMARKS = "benchmarks"
 # Every output path comes from tissuefate.io.derivatives (the package reads the same names).
 path = str
 COHORT_TABLE = path(derivatives.cohort_file(RESULTS, "participants.tsv"))
@@ -29,7 +38,9 @@ else:
     # Each participant's own row of participants.tsv: editing one row reruns that row's review only.
     CLINICAL = {
         pid.removeprefix("sub-"): "\t".join(row)
-        for pid, row in zip(_participants["participant_id"], _participants.astype(str).values.tolist())
+        for pid, row in zip(
+            _participants["participant_id"], _participants.astype(str).values.tolist()
+        )
     }
 
 
@@ -67,7 +78,20 @@ def participant_data(subject):
 def raw_data(labels):
     """The raw data of several participants (their baseline DWI grids, for example)."""
     raw = [participant_data(label)["raw"] for label in sorted(set(labels))]
-    return [path for paths in raw for path in (paths if isinstance(paths, list) else [paths])]
+    return [
+        path
+        for paths in raw
+        for path in (paths if isinstance(paths, list) else [paths])
+    ]
+
+
+def bids_root(wildcards, input):
+    """The BIDS dataset above the rule's raw inputs (the folder holding sub-<label>/)."""
+    raw = [input.raw] if isinstance(input.raw, str) else list(input.raw)
+    first = Path(raw[0])
+    return str(
+        next(p.parent for p in (first, *first.parents) if p.name.startswith("sub-"))
+    )
 
 
 def clinical_row(wildcards):
@@ -79,7 +103,9 @@ def included(groups=None):
 
     Known only once the cohort checkpoint has run; Snakemake re-evaluates the DAG then.
     """
-    table = pd.read_csv(checkpoints.cohort.get().output.participants, sep="\t", keep_default_na=False)
+    table = pd.read_csv(
+        checkpoints.cohort.get().output.participants, sep="\t", keep_default_na=False
+    )
     table = table[table["included"].astype(str) == "True"]
     if groups is not None:
         table = table[table["reperfusion_group"].isin(groups)]
@@ -125,7 +151,9 @@ def training_patients(wildcards):
 def training_data(wildcards):
     """Preprocessed data of the job's training and validation patients (not its test patients)."""
     patients = training_patients(wildcards)
-    return expand(rules.preprocess.output, subject=_labels(patients["train"] + patients["val"]))
+    return expand(
+        rules.preprocess.output, subject=_labels(patients["train"] + patients["val"])
+    )
 
 
 def pretrained_model(wildcards):
@@ -133,7 +161,9 @@ def pretrained_model(wildcards):
 
 
 def prediction_patients(wildcards):
-    own, cross = fold_prediction_labels(study_splits(), wildcards.target, int(wildcards.fold))
+    own, cross = fold_prediction_labels(
+        study_splits(), wildcards.target, int(wildcards.fold)
+    )
     return {"own": own, "cross": cross}
 
 
@@ -161,6 +191,7 @@ def evaluation_inputs(wildcards):
 
 def final_outputs(wildcards):
     outputs = [
+        *rules.results_description.output,
         *rules.cohort.output,
         *expand(rules.thresholding.output, subject=included()),
         *rules.statistics.output,

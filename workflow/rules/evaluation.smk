@@ -12,12 +12,14 @@ rule metrics:
         mismatch=path(derivatives.metrics_file(RESULTS, "mismatch")),
     log:
         f"{LOGS}/metrics.log",
+    benchmark:
+        f"{BENCHMARKS}/metrics/metrics.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/metrics.py"
 
@@ -35,16 +37,21 @@ rule statistics:
             )
             for name in derivatives.RESULT_TABLES
         },
-        markdown=[path(derivatives.table_file(RESULTS, name, "md")) for name in derivatives.RESULT_TABLES],
+        markdown=[
+            path(derivatives.table_file(RESULTS, name, "md"))
+            for name in derivatives.RESULT_TABLES
+        ],
     log:
         f"{LOGS}/statistics.log",
+    benchmark:
+        f"{BENCHMARKS}/statistics/statistics.tsv"
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/statistics.py"
 
@@ -64,11 +71,13 @@ rule figures:
         ),
     log:
         f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/figures.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/figures.py"

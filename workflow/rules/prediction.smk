@@ -9,29 +9,37 @@ rule predict:
         # The baseline DWI grids the maps are mapped back to.
         raw=lambda wildcards: raw_data(prediction_labels(wildcards)),
     output:
-        maps=directory(path(derivatives.prediction_dir(RESULTS, "{approach}", "{target}", "{fold}"))),
+        maps=directory(
+            path(
+                derivatives.prediction_dir(RESULTS, "{approach}", "{target}", "{fold}")
+            )
+        ),
         attention=report(
-            path(derivatives.attention_map(RESULTS, "{approach}", "{target}", "{fold}")),
+            path(
+                derivatives.attention_map(RESULTS, "{approach}", "{target}", "{fold}")
+            ),
             caption="../report/attention.rst",
             category="Attention maps",
             subcategory="{approach} {target}",
         ),
-    params:
-        patients=prediction_patients,
-        bids=BIDS,
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict/{{approach}}_{{target}}_fold-{{fold}}.tsv"
     wildcard_constraints:
         approach="|".join(TRAINED_APPROACHES),
         target="|".join(TARGETS),
         fold=r"\d+",
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
         gpu=TRAIN_RESOURCES["gpus"],
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=30,
-    threads: TRAIN_RESOURCES["threads"]
-    conda:
-        ENV
+    params:
+        patients=prediction_patients,
+        bids=bids_root,
     script:
         "../scripts/predict.py"

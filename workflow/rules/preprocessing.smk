@@ -5,8 +5,6 @@
 rule preprocess:
     input:
         unpack(participant_inputs),
-    params:
-        bids=BIDS,
     output:
         report(
             directory(path(derivatives.participant_dir(RESULTS, "{subject}"))),
@@ -16,14 +14,18 @@ rule preprocess:
         ),
     log:
         f"{LOGS}/preprocessing/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/preprocess/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=20,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=bids_root,
     script:
         "../scripts/preprocess.py"
 
@@ -32,38 +34,49 @@ rule thresholding:
     input:
         rules.preprocess.output,
     output:
-        **{target: path(derivatives.thresholding_map(RESULTS, "{subject}", target)) for target in TARGETS},
+        **{
+            target: path(derivatives.thresholding_map(RESULTS, "{subject}", target))
+            for target in TARGETS
+        },
     log:
         f"{LOGS}/thresholding/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/thresholding/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/thresholding.py"
 
 
 rule registration_accuracy:
     input:
-        preprocessed=lambda wildcards: expand(rules.preprocess.output, subject=included()),
+        preprocessed=lambda wildcards: expand(
+            rules.preprocess.output, subject=included()
+        ),
         # The simulator's truth and the raw b1000 grid of each participant.
-        truth=lambda wildcards: expand(f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=included()),
+        truth=lambda wildcards: expand(
+            f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=included()
+        ),
         raw=lambda wildcards: raw_data(included()),
     output:
         path(derivatives.registration_table(RESULTS)),
-    params:
-        bids=BIDS,
     log:
         f"{LOGS}/qc/registration.log",
+    benchmark:
+        f"{BENCHMARKS}/registration_accuracy/registration_accuracy.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=bids_root,
     script:
         "../scripts/registration_accuracy.py"

@@ -10,12 +10,12 @@ rule splits:
     log:
         f"{LOGS}/splits.log",
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/splits.py"
 
@@ -34,18 +34,20 @@ rule pretrain:
             category="Training",
             subcategory="pretraining (partial + unknown)",
         ),
-    params:
-        patients=training_patients,
     log:
         f"{LOGS}/training/pretrain.log",
+    benchmark:
+        f"{BENCHMARKS}/pretrain/pretrain.tsv"
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
         gpu=TRAIN_RESOURCES["gpus"],
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=TRAIN_RESOURCES["runtime"],
-    threads: TRAIN_RESOURCES["threads"]
-    conda:
-        ENV
+    params:
+        patients=training_patients,
     script:
         "../scripts/train.py"
 
@@ -55,29 +57,43 @@ rule train:
         pretrained=pretrained_model,
         data=training_data,
     output:
-        model=path(derivatives.model_file(RESULTS, "model.pt", "{approach}", "{target}", "{fold}")),
-        curves=path(derivatives.model_file(RESULTS, "curves.tsv", "{approach}", "{target}", "{fold}")),
+        model=path(
+            derivatives.model_file(
+                RESULTS, "model.pt", "{approach}", "{target}", "{fold}"
+            )
+        ),
+        curves=path(
+            derivatives.model_file(
+                RESULTS, "curves.tsv", "{approach}", "{target}", "{fold}"
+            )
+        ),
         figure=report(
-            path(derivatives.model_file(RESULTS, "curves.png", "{approach}", "{target}", "{fold}")),
+            path(
+                derivatives.model_file(
+                    RESULTS, "curves.png", "{approach}", "{target}", "{fold}"
+                )
+            ),
             caption="../report/training_curves.rst",
             category="Training",
             subcategory="{approach} {target}",
         ),
-    params:
-        patients=training_patients,
     log:
         f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{approach}}_{{target}}_fold-{{fold}}.tsv"
     wildcard_constraints:
         approach="|".join(TRAINED_APPROACHES),
         target="|".join(TARGETS),
         fold=r"\d+",
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # snakemake-executor-plugin-slurm 2.6.1 reads gpu= (gres gpu:N); gpus= fails there.
         gpu=TRAIN_RESOURCES["gpus"],
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=TRAIN_RESOURCES["runtime"],
-    threads: TRAIN_RESOURCES["threads"]
-    conda:
-        ENV
+    params:
+        patients=training_patients,
     script:
         "../scripts/train.py"

@@ -61,3 +61,22 @@ def _json_default(value):
     if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(type(value))
+
+
+def describe_results(out_json, bids_root) -> dict:
+    """Rule results_description: ``results/`` is a BIDS derivatives dataset; its
+    dataset_description.json names the pipeline and the raw dataset it was computed from."""
+    import os
+
+    from tissuefate import __version__
+
+    description = {
+        "Name": "tissuefate: tissue-at-risk and ischemic-core predictions",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "tissuefate", "Version": __version__,
+                         "Description": "Yu et al., AJNR 2021 (doi 10.3174/ajnr.A7081), reproduced"}],
+        "SourceDatasets": [{"URL": Path(os.path.relpath(Path(bids_root), Path(out_json).parent)).as_posix()}],
+    }
+    atomic_write_text(out_json, json.dumps(description, indent=2) + "\n")
+    return description
