@@ -12,37 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from support import CI_ARGS, CI_DATA, REPO, SHARED, SNAKEMAKE, load_config, snakemake, workflow_copy  # noqa: F401
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-
-def workflow_copy(dst: Path) -> Path:
-    """The workflow's own files (the package is installed) in a fresh folder."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    for folder in ("workflow", "config", "profiles", "envs"):
-        if (REPO / folder).exists():
-            shutil.copytree(REPO / folder, dst / folder, symlinks=False)
-    return dst
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True,
-    )
-
-
-# The CI study as a researcher runs their own data: the cohort is simulated first with the
-# command-line tool, then the workflow reads it as a real BIDS dataset (dataset.simulate: false),
-# so the rerun tests see every raw file as an input. (The Slurm test runs the same study with
-# the simulation inside the workflow, and its tables must be byte-identical to this run's.)
-CI_DATA = "ci_data.yaml"
-CI_ARGS = ("--configfile", "config/ci.yaml", CI_DATA)
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +33,6 @@ def ci_run(tmp_path_factory) -> Path:
     proc = snakemake(workdir, *CI_ARGS)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     return workdir
-
-
-def load_config(name: str = "ci.yaml") -> dict:
-    with open(REPO / "config" / name) as f:
-        config = yaml.safe_load(f)
-    from tissuefate.config import validate_config
-
-    return validate_config(config)
 
 
 @pytest.fixture(scope="session")
