@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 import nibabel as nib
+from nibabel.processing import resample_from_to
 import numpy as np
 
 from tissuefate.errors import InputError
@@ -200,14 +201,8 @@ def truth_paths(bids_root: str | Path, label: str) -> dict[str, Path]:
 
 
 def _resample_mni(src: nib.Nifti1Image, ref: nib.Nifti1Image, order: int = 1) -> np.ndarray:
-    """Resample between two grids of the same (MNI) world space."""
-    from scipy import ndimage
-
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ref.shape[:3]], indexing="ij"), -1).reshape(-1, 3)
-    world = ijk @ ref.affine[:3, :3].T + ref.affine[:3, 3]
-    src_ijk = (world - src.affine[:3, 3]) @ np.linalg.inv(src.affine[:3, :3]).T
-    out = ndimage.map_coordinates(np.asarray(src.dataobj, dtype=np.float32), src_ijk.T, order=order, mode="constant", cval=0.0)
-    return out.reshape(ref.shape[:3])
+    """Resample between two grids of the same (MNI) world space (nibabel, linear by default)."""
+    return np.asarray(resample_from_to(src, ref, order=order, mode="constant", cval=0.0).dataobj)
 
 
 def registration_accuracy(label: str, results: str | Path, bids_root: str | Path) -> dict:
