@@ -95,6 +95,11 @@ def preproc_summary(results: str | Path, label: str) -> Path:
 
 
 
+def followup_tmax_path(results: str | Path, label: str) -> Path:
+    """The 4-24 h Tmax in MNI space, in seconds (for the reperfusion rate)."""
+    return participant_dir(results, label) / f"sub-{label}_ses-followup_space-{SPACE}_desc-preproc_Tmax.nii.gz"
+
+
 def prediction_dir(results: str | Path, approach: str, target: str, fold: int) -> Path:
     """One model's predictions: its fold's test patients and the cross-applied ones."""
     return Path(results) / "predictions" / approach / target / f"fold-{fold}"

@@ -31,6 +31,7 @@ from tissuefate.io.atomic import atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.measures import dice, voxel_volume_ml
+from tissuefate.preprocessing.registration import read, write
 
 
 class RegistrationQCError(InputError):
@@ -50,8 +51,6 @@ def native_foreground(image: str | Path, out: str | Path) -> Path:
     clean-up (largest component, holes filled). On b1000 DWI that is close to the brain."""
     import ants
 
-    from tissuefate.preprocessing.registration import read, write
-
     return write(ants.get_mask(read(image), cleanup=2), out)
 
 
@@ -63,8 +62,6 @@ def warp_measures(forward_transform: str | Path, template_mask: str | Path, stri
     what the affine leaves to SyN (a flipped or wrong image needs tens of mm)."""
     import ants
     import pandas as pd
-
-    from tissuefate.preprocessing.registration import read
 
     mask = read(template_mask)
     ijk = np.argwhere(mask.numpy() > 0)[::stride]
@@ -85,8 +82,6 @@ def registration_measures(
 ) -> dict:
     """QC measures of one normalization (see the module docstring)."""
     import ants
-
-    from tissuefate.preprocessing.registration import read
 
     tpl, mask, moved = read(template), read(template_mask), read(warped)
     mi = -float(ants.image_similarity(tpl, moved, "MattesMutualInformation", fixed_mask=mask, moving_mask=None))
@@ -218,8 +213,6 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
     Raises FileNotFoundError when the truth is absent (real data).
     """
     import ants
-
-    from tissuefate.preprocessing.registration import read
 
     label = validate_label(label)
     tp = truth_paths(bids_root, label)

@@ -17,453 +17,28 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from tissuefate.config import section, section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.atomic import atomic_path
-from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, validate_label, write_json
+from tissuefate.io.bids import ParticipantFiles, validate_label, write_json
 from tissuefate.io.derivatives import SPACE
+from tissuefate.io.derivatives import followup_tmax_path  # noqa: F401  (part of this module's API)
 from tissuefate.io.nifti import load_image, save_image
-from tissuefate.io.units import resolve_adc_factor
-from tissuefate.preprocessing import normalization as norm
-from tissuefate.preprocessing.template import TemplateFiles, template_files
 
+from tissuefate.preprocessing.qc import RegistrationQCError, qc_figure, qc_figure_path, qc_verdict
+from tissuefate.preprocessing.registration import apply_transforms
+from tissuefate.preprocessing.template import template_files
 
-_DEFAULTS = section_defaults("preprocessing")
-
-
-@dataclass(frozen=True)
-class PreprocessingSettings:
-    """The ``preprocessing:`` section of the config (plus ``cohort.tmax_threshold_s``); every
-    default and allowed value is in the config schema."""
-
-    adc_unit: str = _DEFAULTS["adc_unit"]
-    adc_threshold_um2_per_s: float = _DEFAULTS["adc_threshold_um2_per_s"]
-    tmax_threshold_s: float = section_defaults("cohort")["tmax_threshold_s"]
-    template_resolution_mm: float = _DEFAULTS["template_resolution_mm"]
-    registration_resolution_mm: int | str = _DEFAULTS["registration_resolution_mm"]
-    registration_image: str = _DEFAULTS["registration_image"]
-    template_contrast: str = _DEFAULTS["template_contrast"]
-    syn_iterations: tuple[int, ...] = tuple(_DEFAULTS["syn_iterations"])
-    lesion_exclusion_dilation_mm: float = _DEFAULTS["lesion_exclusion_dilation_mm"]
-    lesion_exclusion_min_cluster_ml: float = _DEFAULTS["lesion_exclusion_min_cluster_ml"]
-    adc_mask_min_dwi_ratio: float = _DEFAULTS["adc_mask_min_dwi_ratio"]
-    adc_min_valid_um2_per_s: float = _DEFAULTS["adc_min_valid_um2_per_s"]
-    csf_adc_min_um2_per_s: float = _DEFAULTS["csf_adc_min_um2_per_s"]
-    parenchyma_tissue_min_probability: float = _DEFAULTS["parenchyma_tissue_min_probability"]
-    bilateral_min_fraction: float = _DEFAULTS["bilateral_min_fraction"]
-    stroke_side_min_cluster_ml: float = _DEFAULTS["stroke_side_min_cluster_ml"]
-    min_perfusion_overlap_fraction: float = _DEFAULTS["min_perfusion_overlap_fraction"]
-    qc_min_mutual_information: float = _DEFAULTS["qc_min_mutual_information"]
-    qc_min_brain_dice: float = _DEFAULTS["qc_min_brain_dice"]
-    qc_brain_volume_ratio_range: tuple[float, float] = tuple(_DEFAULTS["qc_brain_volume_ratio_range"])
-    qc_max_nonlinear_p95_mm: float = _DEFAULTS["qc_max_nonlinear_p95_mm"]
-    on_registration_failure: str = _DEFAULTS["on_registration_failure"]
-    random_seed: int = 20210401  # the config's top-level seed when there is one
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> "PreprocessingSettings":
-        config = config or {}
-        pre = section(config, "preprocessing")
-        pre["tmax_threshold_s"] = (config.get("cohort") or {}).get("tmax_threshold_s", cls.tmax_threshold_s)
-        if "seed" in config:
-            pre["random_seed"] = int(config["seed"])
-        pre["syn_iterations"] = tuple(int(i) for i in pre["syn_iterations"])
-        pre["qc_brain_volume_ratio_range"] = tuple(float(v) for v in pre["qc_brain_volume_ratio_range"])
-        return cls(**pre)
-
-
-@dataclass
-class ParticipantInputs:
-    """The raw files of one participant; optional ones may be None."""
-
-    label: str
-    b1000: Path
-    adc: Path
-    b0: Path | None = None
-    perfusion: dict[str, Path] = field(default_factory=dict)  # Tmax, MTT, CBF, CBV or empty
-    tmax_followup: Path | None = None
-    flair: Path | None = None
-    lesion: Path | None = None  # on the FLAIR grid or on the DWI grid
-    lesion_description: str = "final infarct (follow-up FLAIR)"
-    # The FLAIR's session: "final" (follow-up, days later: the Fig 3 background) or
-    # "baseline" (acquired with the DWI, e.g. ISLES 2022).
-    flair_session: str = "final"
-
-    @classmethod
-    def from_bids(cls, bids_root: str | Path, label: str) -> "ParticipantInputs":
-        f = ParticipantFiles(Path(bids_root), validate_label(label))
-        perf = {m: f.baseline(m) for m in PERFUSION_MAPS if f.baseline(m).exists()}
-        if perf and len(perf) != len(PERFUSION_MAPS):
-            missing = [m for m in PERFUSION_MAPS if m not in perf]
-            raise InputError(
-                f"only some perfusion maps exist (missing {', '.join(missing)})",
-                participant=label,
-                path=f.baseline(missing[0]),
-                fix="add the missing maps, or remove all four to process the participant without perfusion",
-            )
-        opt = lambda p: p if p.exists() else None  # noqa: E731
-        return cls(
-            label=f.label,
-            b1000=f.baseline("b1000"),
-            adc=f.baseline("adc"),
-            b0=opt(f.baseline("b0")),
-            perfusion=perf,
-            tmax_followup=opt(f.tmax_followup) if perf else None,
-            flair=opt(f.flair_final),
-            lesion=opt(f.infarct_mask),
-        )
-
-
-def followup_tmax_path(results: str | Path, label: str) -> Path:
-    """The 4-24 h Tmax in MNI space, in seconds (for the reperfusion rate)."""
-    return derivatives.participant_dir(results, label) / f"sub-{label}_ses-followup_space-{SPACE}_desc-preproc_Tmax.nii.gz"
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def _tmax_factor(path: Path, label: str) -> tuple[float, str]:
-    units = str(read_sidecar(path, label).get("Units", "")).strip().lower()
-    if units in ("s", "sec", "second", "seconds"):
-        return 1.0, "s (sidecar)"
-    if units in ("ms", "msec", "milliseconds"):
-        return 1e-3, "ms (sidecar)"
-    if units == "":
-        return 1.0, "s (assumed: no Units in the sidecar)"
-    raise InputError(f"the Tmax unit {units!r} is not recognised", participant=label, path=path, fix='declare "Units": "s" or "ms" in the sidecar')
-
-
-def check_inputs(inputs: ParticipantInputs, settings: PreprocessingSettings) -> dict:
-    """Read every input once and refuse bad data before anything runs or is written.
-
-    Returns what the workflow needs to know: ADC and Tmax unit factors, the registration
-    image, where the lesion mask lives, and the perfusion overlap."""
-    from tissuefate.preprocessing.registration import fov_overlap_fraction, same_grid
-
-    lab = inputs.label
-    b1000 = load_image(inputs.b1000, lab, what="baseline b1000 DWI")
-    adc = load_image(inputs.adc, lab, what="baseline ADC map")
-    if inputs.b0 is not None:
-        load_image(inputs.b0, lab, what="baseline b0 image")
-    dwi = b1000.get_fdata()
-    rough_brain = dwi > dwi.mean()  # ANTs' get_mask threshold; enough for the ADC median
-    adc_data = adc.get_fdata()
-    mask = rough_brain if adc.shape == b1000.shape else None
-    factor, source = resolve_adc_factor(
-        adc_data, read_sidecar(inputs.adc, lab), settings.adc_unit, participant=lab, path=inputs.adc, brain_mask=mask
-    )
-    checks: dict = {"adc_factor": factor, "adc_unit_source": source}
-    if fov_overlap_fraction(inputs.adc, inputs.b1000) < 0.5:
-        raise InputError("the ADC map and the b1000 DWI do not share a field of view", participant=lab, path=inputs.adc, fix="check the ADC header (orientation, origin); it should come from the same DWI series")
-    checks["registration_image"] = "b0" if (settings.registration_image == "b0" and inputs.b0 is not None) else "b1000"
-
-    checks["perfusion_overlap"] = {}
-    if inputs.perfusion:
-        for name, path in inputs.perfusion.items():
-            load_image(path, lab, what=f"baseline {name} map")
-        checks["tmax_factor"], checks["tmax_unit"] = _tmax_factor(inputs.perfusion["Tmax"], lab)
-        to_check = dict(inputs.perfusion)
-        if inputs.tmax_followup is not None:
-            load_image(inputs.tmax_followup, lab, what="4-24 h follow-up Tmax map")
-            to_check["Tmax_followup"] = inputs.tmax_followup
-            checks["tmax_followup_factor"], _ = _tmax_factor(inputs.tmax_followup, lab)
-        for name, path in to_check.items():
-            frac = fov_overlap_fraction(path, inputs.b1000)
-            checks["perfusion_overlap"][name] = round(frac, 3)
-            if frac < settings.min_perfusion_overlap_fraction:
-                raise InputError(
-                    f"the {name} map does not overlap the baseline DWI ({100 * frac:.0f} % of its voxels lie inside the DWI field of view)",
-                    participant=lab,
-                    path=path,
-                    fix="check the perfusion header (orientation, origin, voxel size) against the DWI; both come from the same session",
-                )
-    if inputs.flair is not None:
-        if inputs.flair_session not in ("final", "baseline"):
-            raise ValueError(f"flair_session must be final or baseline, not {inputs.flair_session!r}")
-        load_image(inputs.flair, lab, what=f"{inputs.flair_session} FLAIR")
-    checks["lesion_on"] = None
-    if inputs.lesion is not None:
-        lesion = load_image(inputs.lesion, lab, what="final infarct mask", allow_constant=True)
-        if not np.isin(np.unique(lesion.get_fdata()), (0, 1)).all():
-            raise InputError("the lesion mask is not binary (values other than 0 and 1)", participant=lab, path=inputs.lesion, fix="threshold the segmentation to 0/1")
-        if inputs.flair is not None and same_grid(inputs.lesion, inputs.flair):
-            checks["lesion_on"] = "flair"
-        elif same_grid(inputs.lesion, inputs.b1000):
-            checks["lesion_on"] = "dwi"
-        else:
-            raise InputError(
-                "the lesion mask is on neither the FLAIR grid nor the baseline DWI grid",
-                participant=lab,
-                path=inputs.lesion,
-                fix="save the mask on the grid of the image it was drawn on (the FLAIR)",
-            )
-    return checks
-
-
-# ---------------------------------------------------------------------------- MNI stage
-
-
-def derive_mni_maps(warped: dict[str, str], template_mask: str, tissue_probseg: str, params: dict, out_dir: str) -> tuple[dict, dict]:
-    """Masks, parenchymal-mean normalization and stroke side from the maps warped to MNI.
-
-    ``warped`` keys: DWI, ADC, dwi_fov, adc_fov, and when available Tmax, MTT, CBF, CBV,
-    perf_fov, Tmax_followup, followup_fov, FLAIR, final_infarct. Returns (output key ->
-    file, summary numbers)."""
-    tm_img = nib.load(template_mask)
-    affine = tm_img.affine
-    load = lambda k: nib.load(warped[k]).get_fdata(dtype=np.float32)  # noqa: E731
-    has_perf = "Tmax" in warped
-    brain = (tm_img.get_fdata() > 0) & (load("dwi_fov") > 0.5)
-    diffusion_fov = (load("dwi_fov") > 0.5) & (load("adc_fov") > 0.5)
-    coverage = norm.coverage_mask(brain, diffusion_fov, load("perf_fov") > 0.5 if has_perf else None)
-    adc_um = load("ADC") * float(params["adc_factor"])
-    tmax_s = load("Tmax") * float(params["tmax_factor"]) if has_perf else None
-    kw = dict(adc_min_valid_um2_per_s=params["adc_min_valid_um2_per_s"])
-    tmax6, adc620 = norm.threshold_masks(
-        tmax_s, adc_um, coverage, tmax_threshold_s=params["tmax_threshold_s"], adc_threshold_um2_per_s=params["adc_threshold_um2_per_s"], **kw
-    )
-    # The parenchyma excludes every low-ADC voxel (before the DWI condition below).
-    lesion = adc620 if tmax6 is None else (adc620 | tmax6)
-    tissue = nib.load(tissue_probseg).get_fdata(dtype=np.float32)
-    parenchyma = norm.parenchyma_mask(
-        coverage,
-        tissue,
-        adc_um,
-        lesion,
-        tissue_min_probability=params["parenchyma_tissue_min_probability"],
-        csf_adc_min_um2_per_s=params["csf_adc_min_um2_per_s"],
-        **kw,
-    )
-    files: dict[str, str] = {}
-    out = Path(out_dir)
-
-    def save(key: str, data: np.ndarray, dtype=np.float32) -> None:
-        path = out / f"{key}.nii.gz"
-        save_image(data, affine, path, dtype=dtype)
-        files[key] = str(path)
-
-    physical = {"DWI": load("DWI"), "ADC": adc_um}
-    if has_perf:
-        physical.update(Tmax=tmax_s, MTT=load("MTT"), CBF=load("CBF"), CBV=load("CBV"))
-    means = {}
-    for name, data in physical.items():
-        save(f"{name}_preproc", np.where(brain, data, 0.0))
-        try:
-            normalized, means[name] = norm.normalize_map(data, parenchyma, coverage)
-        except ValueError as err:
-            raise InputError(
-                f"the {name} map cannot be normalized: {err} in the parenchyma of the coverage mask",
-                participant=params.get("label"),
-                fix="check the map in the QC figure (empty, negative or misregistered)",
-            ) from None
-        save(f"{name}_normalized", normalized)
-        if name == "DWI" and params["adc_mask_min_dwi_ratio"] > 0:
-            # Restricted diffusion is bright on DWI: a low ADC darker than normal tissue is
-            # partial volume with signal-free background (brain surface), not lesion.
-            adc620 &= normalized >= params["adc_mask_min_dwi_ratio"]
-    save("mask_brain", brain, np.uint8)
-    save("mask_coverage", coverage, np.uint8)
-    save("mask_adc620", adc620, np.uint8)
-    if tmax6 is not None:
-        save("mask_tmax6s", tmax6, np.uint8)
-    summary: dict = {
-        "parenchymal_mean": {k: round(v, 6) for k, v in means.items()},
-        "parenchyma_ml": round(norm.volume_ml(parenchyma, affine), 2),
-        "brain_ml": round(norm.volume_ml(brain, affine), 2),
-        "coverage_ml": round(norm.volume_ml(coverage, affine), 2),
-        "coverage_fraction_of_brain": round(float(coverage.sum() / max(brain.sum(), 1)), 4),
-        "adc620_ml": round(norm.volume_ml(adc620, affine), 2),
-        "tmax6s_ml": None if tmax6 is None else round(norm.volume_ml(tmax6, affine), 2),
-    }
-    if "Tmax_followup" in warped:
-        fu = load("Tmax_followup") * float(params["tmax_followup_factor"])
-        fu_cov = coverage & (load("followup_fov") > 0.5)
-        save("Tmax_followup_preproc", np.where(brain, fu, 0.0))
-        summary["followup_tmax6s_ml"] = round(norm.volume_ml(fu_cov & (fu > params["tmax_threshold_s"]), affine), 2)
-        summary["followup_baseline_common_coverage_ml"] = round(norm.volume_ml(fu_cov, affine), 2)
-        summary["baseline_tmax6s_in_common_coverage_ml"] = round(norm.volume_ml(fu_cov & tmax6, affine), 2)
-    if "FLAIR" in warped:
-        # The Fig 3 background only: arbitrary units, neither normalized nor a model input.
-        save("FLAIR_preproc", np.where(brain, load("FLAIR"), 0.0))
-    final = None
-    if "final_infarct" in warped:
-        final = norm.binarize_preserving_volume(load("final_infarct"))
-        save("final_infarct", final, np.uint8)
-        summary["final_infarct_ml"] = round(norm.volume_ml(final, affine), 2)
-    # Stroke side for the ipsilateral AUC: the final infarct's hemisphere(s) when there is
-    # one; for a new patient, the baseline lesion's clusters in tissue (not the scattered
-    # low-ADC voxels of real data).
-    lesion = adc620 if tmax6 is None else (adc620 | tmax6)
-    side_lesion = norm.remove_small_clusters(lesion & (tissue >= 0.5), affine, params["stroke_side_min_cluster_ml"])
-    base_side, left, right = norm.stroke_side(side_lesion, affine, bilateral_min_fraction=params["bilateral_min_fraction"])
-    summary["stroke_side_baseline"] = base_side
-    summary["stroke_side_baseline_lesion_ml"] = {"left": round(left, 2), "right": round(right, 2)}
-    side, source = base_side, "baseline Tmax>6s or ADC<620" if has_perf else "baseline ADC<620"
-    if final is not None and final.any():
-        side, _, _ = norm.stroke_side(final, affine, bilateral_min_fraction=params["bilateral_min_fraction"])
-        source = "final infarct"
-    if side is None:
-        side, source = "bilateral", "no lesion found: both hemispheres"
-    summary["stroke_side"] = side
-    summary["stroke_side_source"] = source
-    return files, summary
-
-
-# ---------------------------------------------------------------------------- workflow
-
-
-def registration_resolution(image: str | Path, setting: int | str = "auto") -> int:
-    """The template grid to register ``image`` on: ``auto`` is the image's voxel size
-    (geometric mean, whole mm, 2 to 4). Registering finer than the data gains nothing and,
-    on the simulated cohorts, cost 50 % more displacement and a 3-10 % volume bias."""
-    if setting != "auto":
-        return int(setting)
-    zooms = nib.load(str(image)).header.get_zooms()[:3]
-    return int(np.clip(round(float(np.prod(zooms)) ** (1 / 3)), 2, 4))
-
-
-def build_workflow(
-    inputs: ParticipantInputs,
-    settings: PreprocessingSettings,
-    template: TemplateFiles,
-    checks: dict,
-    base_dir: str | Path,
-    registration_template: TemplateFiles | None = None,
-):
-    """The nipype workflow of one participant (run it with ``.run()``). ``template`` gives
-    the output grid; ``registration_template`` (default: the same) the registration's."""
-    import nipype.interfaces.utility as niu
-    import nipype.pipeline.engine as pe
-
-    from tissuefate.preprocessing import interfaces as itf
-
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-
-    nipype_config.set("logging", "workflow_level", "WARNING")
-    nipype_config.set("logging", "interface_level", "WARNING")
-    nipype_logging.update_logging(nipype_config)
-    wf = pe.Workflow(name=f"preproc_{inputs.label}", base_dir=str(base_dir))
-    wf.config["execution"] = {
-        "stop_on_first_crash": "true",
-        "remove_unnecessary_outputs": "false",
-        "crashfile_format": "txt",
-        "crashdump_dir": str(base_dir),
-        "create_report": "false",
-    }
-    reg_image = str(inputs.b0 if checks["registration_image"] == "b0" else inputs.b1000)
-    reg_tpl = registration_template or template
-    tpl = str(reg_tpl.registration_target(checks["registration_image"], settings.template_contrast))
-    reg_mask = str(reg_tpl.brain_mask)
-    tmask = str(template.brain_mask)
-
-    def rigid(name: str, fixed, moving, **kw):
-        node = itf.RigidCoregistration(fixed_image=str(fixed), moving_image=str(moving), random_seed=settings.random_seed, **kw)
-        return pe.Node(node, name=f"coreg_{name}")
-
-    adc_reg = rigid("adc", inputs.b1000, inputs.adc, identity_if_same_grid=True)
-    lesmask = pe.Node(
-        itf.LesionMetricMask(
-            adc=str(inputs.adc),
-            dwi=str(inputs.b1000),
-            reference=reg_image,
-            adc_factor=checks["adc_factor"],
-            adc_threshold_um2_per_s=settings.adc_threshold_um2_per_s,
-            adc_min_valid_um2_per_s=settings.adc_min_valid_um2_per_s,
-            dilation_mm=settings.lesion_exclusion_dilation_mm,
-            csf_adc_min_um2_per_s=settings.csf_adc_min_um2_per_s,
-            min_dwi_ratio=settings.adc_mask_min_dwi_ratio,
-            min_cluster_ml=settings.lesion_exclusion_min_cluster_ml,
-        ),
-        name="lesion_metric_mask",
-    )
-    normalize = pe.Node(
-        itf.TemplateNormalization(
-            moving_image=reg_image, template=tpl, template_mask=reg_mask, syn_iterations=list(settings.syn_iterations), random_seed=settings.random_seed
-        ),
-        name="normalize",
-    )
-    wf.connect([(adc_reg, lesmask, [("transforms", "adc_transforms")]), (lesmask, normalize, [("metric_mask", "metric_mask")])])
-
-    warps: list[tuple[str, object]] = []
-
-    def warp(key: str, moving: str, *, interp: str = "linear", fov: bool = False, native=None, session=None):
-        node = pe.Node(
-            itf.ApplyTransforms(moving_image=moving, reference_image=tmask, interpolation=interp, field_of_view=fov, out_name=f"{key}.nii.gz"),
-            name=f"warp_{key}",
-        )
-        wf.connect(normalize, "forward_transform", node, "template_transform")
-        if native is not None:
-            wf.connect(native, "transforms", node, "native_transforms")
-        if session is not None:
-            wf.connect(session, "transforms", node, "session_transforms")
-        warps.append((key, node))
-
-    warp("DWI", str(inputs.b1000))
-    warp("dwi_fov", str(inputs.b1000), fov=True)
-    warp("ADC", str(inputs.adc), native=adc_reg)
-    warp("adc_fov", str(inputs.adc), fov=True, native=adc_reg)
-    if inputs.perfusion:
-        perf_reg = rigid("perfusion", reg_image, inputs.perfusion["CBV"])
-        for name, path in inputs.perfusion.items():
-            warp(name, str(path), native=perf_reg)
-        warp("perf_fov", str(inputs.perfusion["CBV"]), fov=True, native=perf_reg)
-        if inputs.tmax_followup is not None:
-            fu_reg = rigid("followup_tmax", inputs.perfusion["Tmax"], inputs.tmax_followup, rank_intensities=True)
-            warp("Tmax_followup", str(inputs.tmax_followup), native=perf_reg, session=fu_reg)
-            warp("followup_fov", str(inputs.tmax_followup), fov=True, native=perf_reg, session=fu_reg)
-    if inputs.flair is not None:
-        # A follow-up FLAIR is from another session days later: start from the centres of mass.
-        init = "center_of_mass" if inputs.flair_session == "final" else "identity"
-        flair_reg = rigid("flair", reg_image, inputs.flair, initialization=init)
-        warp("FLAIR", str(inputs.flair), native=flair_reg)
-    if checks["lesion_on"] == "flair":
-        warp("final_infarct", str(inputs.lesion), native=flair_reg)
-    elif checks["lesion_on"] == "dwi":
-        warp("final_infarct", str(inputs.lesion))  # linear: binarized keeping its volume (derive_mni_maps)
-
-    merge = pe.Node(niu.Merge(len(warps)), name="collect")
-    for k, (_, node) in enumerate(warps, start=1):
-        wf.connect(node, "output_image", merge, f"in{k}")
-    params = {
-        "label": inputs.label,
-        "adc_factor": checks["adc_factor"],
-        "tmax_factor": checks.get("tmax_factor", 1.0),
-        "tmax_followup_factor": checks.get("tmax_followup_factor", 1.0),
-        "tmax_threshold_s": settings.tmax_threshold_s,
-        "adc_threshold_um2_per_s": settings.adc_threshold_um2_per_s,
-        "adc_min_valid_um2_per_s": settings.adc_min_valid_um2_per_s,
-        "csf_adc_min_um2_per_s": settings.csf_adc_min_um2_per_s,
-        "parenchyma_tissue_min_probability": settings.parenchyma_tissue_min_probability,
-        "bilateral_min_fraction": settings.bilateral_min_fraction,
-        "stroke_side_min_cluster_ml": settings.stroke_side_min_cluster_ml,
-        "adc_mask_min_dwi_ratio": settings.adc_mask_min_dwi_ratio,
-    }
-    derive = pe.Node(
-        itf.DeriveMNIMaps(warped_names=[k for k, _ in warps], template_mask=tmask, tissue_probseg=str(template.tissue_probseg), params=params),
-        name="derive_mni_maps",
-    )
-    wf.connect(merge, "out", derive, "warped_files")
-
-    foreground = pe.Node(itf.NativeForeground(image=str(inputs.b1000)), name="native_foreground")
-    warp_fg = pe.Node(itf.ApplyTransforms(reference_image=reg_mask, interpolation="genericLabel", out_name="foreground.nii.gz"), name="warp_foreground")
-    measures = pe.Node(itf.RegistrationMeasures(template=tpl, template_mask=reg_mask), name="registration_measures")
-    wf.connect(
-        [
-            (foreground, warp_fg, [("mask", "moving_image")]),
-            (normalize, warp_fg, [("forward_transform", "template_transform")]),
-            (normalize, measures, [("warped_image", "warped_image"), ("forward_transform", "forward_transform")]),
-            (warp_fg, measures, [("output_image", "foreground_mni")]),
-        ]
-    )
-    return wf
+from tissuefate.preprocessing.graph import build_workflow, registration_resolution  # noqa: F401
+from tissuefate.preprocessing.inputs import ParticipantInputs, check_inputs  # noqa: F401
+from tissuefate.preprocessing.mni_maps import derive_mni_maps  # noqa: F401
+from tissuefate.preprocessing.settings import PreprocessingSettings  # noqa: F401
 
 
 def _reraise_input_error(err: Exception) -> None:
@@ -540,8 +115,6 @@ def preprocess_inputs(
         node_seconds = {node.name: round(float(getattr(node.result.runtime, "duration", 0.0) or 0.0), 2) for node in graph.nodes()}
         derived, numbers = res["derive_mni_maps"].out_files, res["derive_mni_maps"].summary
         measures = dict(res["registration_measures"].measures)
-        from tissuefate.preprocessing.qc import qc_figure, qc_figure_path, qc_verdict
-
         passed, reasons = qc_verdict(
             measures,
             min_mutual_information=settings.qc_min_mutual_information,
@@ -611,8 +184,6 @@ def preprocess_inputs(
     if not passed:
         log.warning("sub-%s: registration failed QC: %s", label, "; ".join(reasons))
         if settings.on_registration_failure == "error":
-            from tissuefate.preprocessing.qc import RegistrationQCError
-
             raise RegistrationQCError(
                 "the normalization to MNI failed QC (" + "; ".join(reasons) + ")",
                 participant=label,
@@ -652,8 +223,6 @@ def to_native(
     baseline b1000 DWI grid with the saved inverse transform (one linear resampling; use
     ``interpolation="genericLabel"`` for masks). Written to ``out_path`` if given.
     ``reference`` replaces the b1000 of ``bids_root`` for data in another layout."""
-    from tissuefate.preprocessing.registration import apply_transforms
-
     label = validate_label(label)
     inv = derivatives.transform(results, label, inverse=True)
     if not inv.exists():
