@@ -1,4 +1,5 @@
 # Paths and participants, defined once for every rule file.
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -85,12 +86,19 @@ def raw_data(labels):
     ]
 
 
+SUBJECT_FOLDER = re.compile(r"sub-[A-Za-z0-9]+")
+
+
 def bids_root(wildcards, input):
     """The BIDS dataset above the rule's raw inputs (the folder holding sub-<label>/)."""
     raw = [input.raw] if isinstance(input.raw, str) else list(input.raw)
     first = Path(raw[0])
     return str(
-        next(p.parent for p in (first, *first.parents) if p.name.startswith("sub-"))
+        next(
+            p.parent
+            for p in (first, *first.parents)
+            if SUBJECT_FOLDER.fullmatch(p.name)
+        )
     )
 
 
