@@ -1,6 +1,7 @@
 # Two commands for a newcomer on a fresh Debian machine with Python 3.11 and pip:
 #   make demo   - simulate the demo cohort and run the whole study on it (results/)
-#   make test   - run the test suite
+#   make test-fast - the fast tests (minutes; no end-to-end runs, no Slurm)
+#   make test   - the full test suite (slow: end-to-end runs, registration, training)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,6 +29,7 @@ test-fast: $(BIN)/snakemake
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint --configfile config/ci.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/rules/
 
 # The HTML report of the demo study again (make demo writes it too): open results/report.html.
 report: $(BIN)/snakemake
@@ -47,7 +49,7 @@ reproducibility: $(BIN)/snakemake
 	@echo "reproducible: every results table is byte-identical across two runs"
 
 clean:
-	rm -rf results resources/demo_bids resources/ci_bids .snakemake
+	rm -rf results benchmarks resources/demo_bids resources/ci_bids .snakemake
 
 # Make `snakemake --profile slurm` work from anywhere (Snakemake 9 does not look in ./profiles/).
 slurm-profile: $(BIN)/snakemake

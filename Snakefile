@@ -14,6 +14,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
 if config["dataset"]["simulate"]:
 
     include: "workflow/rules/simulate.smk"
@@ -29,7 +31,7 @@ include: "workflow/rules/bundle.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs,
         perfusion_outputs,
-    default_target: True

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_runner import CI_ARGS, CI_DATA, failure, snakemake, workflow_copy
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from support import (  # noqa: F401
+    CI_ARGS, CI_DATA, REPO, SHARED, SNAKEMAKE, failure, load_config, snakemake, workflow_copy,
+)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -35,14 +35,6 @@ def ci_run(tmp_path_factory) -> Path:
     proc = snakemake(workdir, *CI_ARGS)
     assert proc.returncode == 0, failure(proc, "the CI study (local run)")
     return workdir
-
-
-def load_config(name: str = "ci.yaml") -> dict:
-    with open(REPO / "config" / name) as f:
-        config = yaml.safe_load(f)
-    from tissuefate.config import validate_config
-
-    return validate_config(config)
 
 
 @pytest.fixture(scope="session")

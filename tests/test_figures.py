@@ -79,7 +79,7 @@ def test_fig3_overlay_is_drawn_over_the_followup_flair(tmp_path):
     """Paper Fig 3: the follow-up FLAIR in MNI under TP green, FN blue, FP red; without one,
     the baseline DWI, and the figure says so."""
     from tissuefate.io import derivatives
-    from tissuefate.stages import overlay_background
+    from tissuefate.jobs.evaluation import overlay_background
 
     shape, k = (6, 7, 4), 2
     rng = np.random.default_rng(0)

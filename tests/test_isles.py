@@ -139,7 +139,7 @@ def test_baseline_flair_is_written_in_mni_but_not_used_for_fig3(isles_run):
     """The 0.45 x 0.45 x 5 mm FLAIR (same session) lands on the DWI's anatomy in MNI: it
     covers the brain, its acute lesion is brighter than the rest of the brain, and it
     correlates with the warped DWI. Fig 3 falls back to the DWI, and the summary says why."""
-    from tissuefate.stages import overlay_background
+    from tissuefate.jobs.evaluation import overlay_background
 
     results, _, summary = isles_run
     assert summary["flair_session"] == "baseline" and LIMITATION_BASELINE_FLAIR in summary["limitations"]

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from test_training import FAST, TINY, write_participant
+from support import FAST, TINY, write_participant
 from tissuefate.errors import InputError
 from tissuefate.io.derivatives import MAP_NAMES, final_infarct_mask, preproc_map, preproc_mask
 from tissuefate.prediction import predict_participant, predict_participants, save_attention_map

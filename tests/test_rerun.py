@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow_runner import CI_ARGS, snakemake
+from support import CI_ARGS, snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from tissuefate.io.units import adc_factor_from_units, detect_adc_factor
 from tissuefate.simulation import participant_labels, simulate_participant, write_plan
 from tissuefate.simulation.clinical import PAPER_GROUP_COUNTS, allocate, make_plan
 
-from conftest import load_config
+from support import load_config
 
 
 def _arrays(root, label):

@@ -6,7 +6,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from workflow_runner import CI_ARGS, SNAKEMAKE, snakemake, workflow_copy
+from support import CI_ARGS, SNAKEMAKE, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tissuefate.errors import InputError
+from tissuefate.io.bids import write_bidsignore
 
 
 def _load_config(paths: list[str]) -> dict:
@@ -40,6 +41,7 @@ def cmd_simulate(args) -> None:
     config = _load_config(args.configfile)
     out = Path(args.out or config["dataset"]["bids_dir"])
     write_plan(config, out)
+    write_bidsignore(out)
     labels = participant_labels(config["simulation"])
     if args.participant:
         labels = [p.removeprefix("sub-") for p in args.participant]
@@ -51,7 +53,7 @@ def cmd_simulate(args) -> None:
 
 def cmd_cohort(args) -> None:
     from tissuefate.cohort import read_participants, review_participant
-    from tissuefate.stages import write_cohort
+    from tissuefate.jobs.cohort import write_cohort
 
     config = _load_config(args.configfile)
     bids = Path(args.bids or config["dataset"]["bids_dir"])

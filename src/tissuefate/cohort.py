@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tissuefate.config import section
 from tissuefate.errors import InputError
 from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, sidecar_path, validate_label
-from tissuefate.io.nifti import load_image, voxel_volume_ml
+from tissuefate.io.nifti import load_image
 from tissuefate.io.units import resolve_adc_factor
+from tissuefate.measures import voxel_volume_ml
 from tissuefate.metrics import mismatch_ratio
 from tissuefate.reperfusion import UNKNOWN, reperfusion_group, reperfusion_rate
 
@@ -169,7 +171,7 @@ def review_participant(bids_root: str | Path, participant: str, clinical: dict, 
 
     # NaN volumes (no study) compare False and leave the ratio undefined.
     if row["tmax_baseline_ml"] > 0 and row["adc_lesion_baseline_ml"] >= 0:
-        cap = float((config.get("evaluation") or {}).get("mismatch_ratio_cap", 20.0))
+        cap = float(section(config, "evaluation")["mismatch_ratio_cap"])
         row["mismatch_ratio_baseline"] = mismatch_ratio(row["tmax_baseline_ml"], row["adc_lesion_baseline_ml"], cap)
 
     row["included"] = reason is None

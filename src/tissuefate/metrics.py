@@ -22,6 +22,8 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from tissuefate.errors import InputError
+from tissuefate.measures import dice, voxel_volume_ml  # noqa: F401  (part of this module's API)
+from tissuefate.names import APPROACHES, REPERFUSION_GROUPS, TARGETS
 
 PROBABILITY_THRESHOLD = 0.5
 MISMATCH_RATIO_CAP = 20.0
@@ -49,20 +51,12 @@ MISMATCH_COLUMNS = (
 )
 
 # Rows are written in the study's order, not alphabetically (then by participant).
-TARGET_ORDER = ("tissue_at_risk", "ischemic_core")
-APPROACH_ORDER = ("pretraining", "separate", "thresholding")
-REPERFUSION_GROUP_ORDER = ("minimal", "partial", "major", "unknown")
+TARGET_ORDER = TARGETS
+APPROACH_ORDER = APPROACHES
+REPERFUSION_GROUP_ORDER = REPERFUSION_GROUPS
 
 
 # --- geometry -------------------------------------------------------------------------
-
-
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """Volume of one voxel in mL (1 mL = 1000 mm^3) from a 4x4 voxel-to-world affine in mm."""
-    affine = np.asarray(affine, dtype=float)
-    if affine.shape != (4, 4):
-        raise InputError(f"the affine has shape {affine.shape}, not (4, 4)")
-    return float(abs(np.linalg.det(affine[:3, :3])) / 1000.0)
 
 
 def world_x(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
@@ -145,16 +139,6 @@ def predicted_lesion(
     if coverage is not None:
         lesion &= _as_bool(coverage, "the coverage mask", probability.shape)
     return lesion
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice coefficient 2|P∩T| / (|P| + |T|) of two binary masks; NaN when both are empty."""
-    prediction = np.asarray(prediction).astype(bool)
-    truth = _as_bool(truth, "the truth mask", prediction.shape)
-    total = int(prediction.sum()) + int(truth.sum())
-    if total == 0:
-        return math.nan
-    return 2.0 * int(np.logical_and(prediction, truth).sum()) / total
 
 
 def lesion_volume_ml(mask: np.ndarray, voxel_ml: float) -> float:

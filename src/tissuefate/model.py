@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io.derivatives import CHANNELS
 
@@ -30,10 +31,10 @@ CHECKPOINT_FORMAT = 1
 class ModelConfig:
     """Architecture hyper-parameters (config section ``model:``)."""
 
-    n_slices: int = 5
+    n_slices: int = section_defaults("model")["n_slices"]
     n_channels: int = len(CHANNELS)
     # Feature widths per resolution level; depth (number of 2x poolings) = len(widths) - 1.
-    widths: tuple[int, ...] = field(default=(16, 32, 64, 128))
+    widths: tuple[int, ...] = field(default=tuple(section_defaults("model")["widths"]))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))

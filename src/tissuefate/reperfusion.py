@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-MINIMAL, PARTIAL, MAJOR, UNKNOWN = "minimal", "partial", "major", "unknown"
-GROUPS = (MINIMAL, PARTIAL, MAJOR, UNKNOWN)
+from tissuefate.names import MAJOR, MINIMAL, PARTIAL, UNKNOWN  # noqa: F401  (used by callers)
+from tissuefate.names import REPERFUSION_GROUPS as GROUPS
 
 # Rates are rounded to this many decimals before comparison with the group boundaries, so
 # that 1 - 0.8 = 0.19999999999999996 does not put an exact 20 % into "partial".

@@ -24,11 +24,9 @@ import pandas as pd
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_write_text
 
-REPERFUSION_GROUPS = ("minimal", "partial", "major", "unknown")
-PRETRAINING_GROUPS = ("partial", "unknown")
-# Target name -> the reperfusion group whose final infarct defines it (METHOD.md section 3).
-TARGET_GROUPS = {"tissue_at_risk": "minimal", "ischemic_core": "major"}
-TARGETS = tuple(TARGET_GROUPS)
+from tissuefate.names import (  # noqa: F401  (part of this module's API)
+    OTHER_TARGET, PRETRAINING_GROUPS, REPERFUSION_GROUPS, TARGET_GROUPS, TARGETS,
+)
 REQUIRED_COLUMNS = ("participant_id", "included", "reperfusion_group", "has_followup_3to7d")
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -209,3 +207,11 @@ def job_patients(splits: dict, approach: str, target: str | None = None, fold: i
     if fold is None or not 1 <= int(fold) <= len(folds):
         raise ValueError(f"fold must be 1..{len(folds)}, got {fold!r}")
     return {k: list(v) for k, v in folds[int(fold) - 1].items()}
+
+
+def fold_prediction_labels(splits: dict, target: str, fold: int) -> tuple[list[str], list[str]]:
+    """Labels a fold's model predicts: its own test patients, then the other target's test
+    patients of the same fold (the cross-application that gives the mismatch ratio)."""
+    own = [p.removeprefix("sub-") for p in splits[target]["folds"][fold - 1]["test"]]
+    cross = [p.removeprefix("sub-") for p in splits[OTHER_TARGET[target]]["folds"][fold - 1]["test"]]
+    return own, cross

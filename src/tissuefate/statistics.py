@@ -23,10 +23,11 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_write_text
-from tissuefate.io.tables import read_tsv, write_tsv  # noqa: F401  (re-exported for callers)
+from tissuefate.io.tables import format_p, read_tsv, write_tsv  # noqa: F401  (re-exported for callers)
 from tissuefate.metrics import APPROACH_ORDER, REPERFUSION_GROUP_ORDER, TARGET_ORDER
 
 QUANTILE_METHOD = "linear"
@@ -107,11 +108,8 @@ def wilcoxon_paired(
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg (1995) adjusted P values; NaN stays NaN and is not counted in m.
-
-    p_adj(i) = min over j >= i of p(j) * m / j for the ascending order p(1) <= ... <= p(m),
-    capped at 1.
-    """
+    """Benjamini-Hochberg (1995) adjusted P values (statsmodels' ``fdr_bh``); NaN stays NaN
+    and is not counted in m."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     valid = np.flatnonzero(~np.isnan(p))
@@ -120,10 +118,7 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
         return out
     if np.any((p[valid] < 0) | (p[valid] > 1)):
         raise InputError("P values must lie in [0, 1]")
-    order = valid[np.argsort(p[valid], kind="mergesort")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out[order] = np.minimum(adjusted, 1.0)
+    out[valid] = multipletests(p[valid], method="fdr_bh")[1]
     return out
 
 
@@ -387,17 +382,6 @@ def format_median_iqr(median: float, q1: float, q3: float, digits: int = 2) -> s
     if any(v is None or math.isnan(v) for v in (median, q1, q3)):
         return "n/a"
     return f"{median:.{digits}f} ({q1:.{digits}f}–{q3:.{digits}f})"
-
-
-def format_p(p: float) -> str:
-    """AJNR style: ``<.001``, ``.008``, ``>.99``; ``n/a`` when undefined."""
-    if p is None or math.isnan(p):
-        return "n/a"
-    if p < 0.001:
-        return "<.001"
-    if p > 0.99:
-        return ">.99"
-    return f"{p:.3f}".lstrip("0")
 
 
 def _pipe_table(header: list[str], rows: list[list[str]]) -> str:

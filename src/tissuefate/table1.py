@@ -4,7 +4,9 @@ n (%) for categorical variables, mean [SD] for age, median (IQR) for the other c
 ones, as in the paper. P values across the four groups: Kruskal-Wallis for continuous
 variables; for categorical ones Pearson's chi-square when every expected count is >= 5,
 otherwise the Fisher-Freeman-Halton exact test (exact enumeration for 2 x k tables, a
-seeded Monte Carlo estimate with 20,000 tables for larger ones).
+seeded Monte Carlo estimate with 20,000 tables for larger ones). Hand-written on purpose:
+SciPy 1.15's ``fisher_exact`` takes r x c tables only with a Monte Carlo or permutation
+``method`` (no exact enumeration for 2 x k), which would change the published P values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from tissuefate.io import tables
 
 GROUP_ORDER = ("minimal", "major", "partial", "unknown")  # the paper's column order
 GROUP_TITLES = {"minimal": "Minimal reperfusion", "major": "Major reperfusion",
@@ -54,13 +58,8 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def format_p(p: float) -> str:
-    """The paper's style: '<.001', '.004', '.3'."""
-    if p is None or math.isnan(p):
-        return "NA"
-    if p < 0.001:
-        return "<.001"
-    text = f"{p:.3f}" if p < 0.01 else f"{p:.2f}" if p < 0.1 else f"{p:.1f}"
-    return text.lstrip("0") if not text.startswith("1") else "1.0"
+    """The paper's Table 1 style: '<.001', '.004', '.3', 'NA'."""
+    return tables.format_p(p, digits="adaptive", missing="NA")
 
 
 def _table_log_prob(table: np.ndarray) -> float:

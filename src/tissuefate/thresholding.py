@@ -32,51 +32,41 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from tissuefate.config import section, section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.bids import validate_label
-from tissuefate.io.derivatives import SPACE
+from tissuefate.io.derivatives import thresholding_map as thresholding_path  # noqa: F401  (this stage's output)
+from tissuefate.names import TARGETS
 from tissuefate.io.nifti import save_image
 
-TARGETS = ("tissue_at_risk", "ischemic_core")
-_DESC = {"tissue_at_risk": "tissueatrisk", "ischemic_core": "ischemiccore"}
+
+
+_PRE, _THR = section_defaults("preprocessing"), section_defaults("thresholding")
 
 
 @dataclass(frozen=True)
 class ThresholdingSettings:
-    tmax_threshold_s: float = 6.0
-    adc_threshold_um2_per_s: float = 620.0
-    tmax_scale_s: float = 2.0
-    adc_scale_um2_per_s: float = 75.0
-    adc_min_valid_um2_per_s: float = 100.0
-    adc_mask_min_dwi_ratio: float = 1.0
+    """Thresholds from ``cohort``/``preprocessing`` (one place each), scales from
+    ``thresholding``; defaults and allowed values in the config schema."""
+
+    tmax_threshold_s: float = section_defaults("cohort")["tmax_threshold_s"]
+    adc_threshold_um2_per_s: float = _PRE["adc_threshold_um2_per_s"]
+    tmax_scale_s: float = _THR["tmax_scale_s"]
+    adc_scale_um2_per_s: float = _THR["adc_scale_um2_per_s"]
+    adc_min_valid_um2_per_s: float = _PRE["adc_min_valid_um2_per_s"]
+    adc_mask_min_dwi_ratio: float = _PRE["adc_mask_min_dwi_ratio"]
 
     @classmethod
     def from_config(cls, config: dict | None) -> "ThresholdingSettings":
-        """Thresholds from ``cohort``/``preprocessing`` (one place each), scales from ``thresholding``."""
         config = config or {}
-        pre, coh, thr = (config.get(k) or {} for k in ("preprocessing", "cohort", "thresholding"))
-        kw = {}
-        if "tmax_threshold_s" in coh:
-            kw["tmax_threshold_s"] = float(coh["tmax_threshold_s"])
-        for key in ("adc_threshold_um2_per_s", "adc_min_valid_um2_per_s", "adc_mask_min_dwi_ratio"):
-            if key in pre:
-                kw[key] = float(pre[key])
-        for key in ("tmax_scale_s", "adc_scale_um2_per_s"):
-            if key in thr:
-                kw[key] = float(thr[key])
-        settings = cls(**kw)
-        if settings.tmax_scale_s <= 0 or settings.adc_scale_um2_per_s <= 0:
-            raise ValueError("thresholding scales must be positive")
-        return settings
-
-
-def thresholding_path(results: str | Path, label: str, target: str) -> Path:
-    """The thresholding score map of one target, in MNI space (values in [0, 1])."""
-    if target not in TARGETS:
-        raise KeyError(target)
-    folder = derivatives.participant_dir(results, label, stage="thresholding")
-    return folder / f"sub-{label}_ses-baseline_space-{SPACE}_desc-{_DESC[target]}_probseg.nii.gz"
+        pre, thr = section(config, "preprocessing"), section(config, "thresholding")
+        return cls(
+            tmax_threshold_s=float((config.get("cohort") or {}).get("tmax_threshold_s", cls.tmax_threshold_s)),
+            **{key: float(pre[key]) for key in ("adc_threshold_um2_per_s", "adc_min_valid_um2_per_s",
+                                                "adc_mask_min_dwi_ratio")},
+            **{key: float(thr[key]) for key in ("tmax_scale_s", "adc_scale_um2_per_s")},
+        )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -131,9 +121,10 @@ def threshold_participant(
     results: str | Path,
     config: dict | ThresholdingSettings | None = None,
     targets: tuple[str, ...] = TARGETS,
+    out_paths: dict[str, str | Path] | None = None,
 ) -> dict[str, Path]:
-    """The thresholding rule's job: read the participant's MNI maps, write one score map per
-    target. Returns target -> path."""
+    """Read the participant's MNI maps, write one score map per target (to ``out_paths``,
+    else the derivative names below ``results``). Returns target -> path."""
     label = validate_label(label)
     settings = config if isinstance(config, ThresholdingSettings) else ThresholdingSettings.from_config(config)
     paths = {
@@ -158,7 +149,7 @@ def threshold_participant(
     scores = threshold_scores(tmax, load("ADC"), load("coverage"), settings, dwi_normalized=load("DWI"))
     out = {}
     for target in targets:
-        out[target] = thresholding_path(results, label, target)
+        out[target] = Path(out_paths[target]) if out_paths else thresholding_path(results, label, target)
         save_image(scores[target], ref.affine, out[target])
     return out
 

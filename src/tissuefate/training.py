@@ -30,9 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tissuefate.config import section, section_defaults
 from tissuefate.dataset import SliceDataset, load_dataset
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_path, atomic_write_text
+from tissuefate.measures import dice_from_counts
 from tissuefate.model import (
     AttentionUNet2p5D,
     ModelConfig,
@@ -45,24 +47,9 @@ from tissuefate.model import (
 
 log = logging.getLogger(__name__)
 
-# Config section ``training:`` and its defaults.
-DEFAULTS = {
-    "epochs": 30,
-    "batch_size": 16,
-    "learning_rate": 1e-3,
-    "weight_decay": 0.0,
-    "bce_weight": 1.0,
-    "dice_weight": 1.0,
-    "augment_flip_lr": True,
-    # Centre slices drawn per epoch (null: every slice with coverage, once).
-    "samples_per_epoch": None,
-    "eval_batch_size": 32,
-    "seed": 0,
-    # auto: CUDA when available, else CPU.
-    "device": "auto",
-    # torch CPU threads (null: leave torch's default).
-    "threads": None,
-}
+# Config section ``training:`` and its defaults (from the config schema; ``resources`` is the
+# workflow's), plus the seed (the config's top-level one).
+DEFAULTS = {**{k: v for k, v in section_defaults("training").items() if k != "resources"}, "seed": 0}
 
 LOSS_DESCRIPTION = "bce_weight * masked BCE + dice_weight * (1 - masked soft Dice pooled over the batch)"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice")
@@ -80,15 +67,12 @@ def training_outputs(out_dir: str | Path) -> dict[str, Path]:
 
 
 def training_config(cfg: dict | None) -> dict:
+    """The training settings with the schema's defaults (checked against the schema)."""
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"training: unknown key(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    merged = {**DEFAULTS, **cfg}
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if int(merged[key]) < 1:
-            raise ValueError(f"training.{key} must be >= 1, got {merged[key]}")
-    return merged
+    seed = cfg.pop("seed", DEFAULTS["seed"])
+    merged = section({"training": cfg}, "training")
+    merged.pop("resources", None)
+    return {**merged, "seed": seed}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -114,8 +98,7 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, coverage: torch.Tens
 
 def dice_score(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Dice per patient; 1 when truth and prediction are both empty."""
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
+    return dice_from_counts(tp, fp, fn, empty=1.0)
 
 
 @torch.no_grad()
@@ -193,6 +176,126 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
         fig.savefig(tmp, dpi=100, format="png")
 
 
+def _check_patients(train_ids: list[str], val_ids: list[str], where: str, out_dir) -> None:
+    if not train_ids:
+        raise InputError(f"{where}: no eligible patients to train on", path=out_dir,
+                         fix="check splits.json; the cohort needs more patients in this reperfusion group")
+    if not val_ids:
+        raise InputError(f"{where}: no validation patients for model selection", path=out_dir,
+                         fix="check splits.json; the cohort needs more patients in this reperfusion group")
+    if set(train_ids) & set(val_ids):
+        raise InputError(f"{where}: training and validation share patients {sorted(set(train_ids) & set(val_ids))}",
+                         path=out_dir, fix="rewrite splits.json with tissuefate.splits.write_splits")
+
+
+def _architecture(model_init, pretrained: Path | None, freeze_encoder: bool) -> tuple[ModelConfig, dict | None]:
+    """The model's architecture and the pretrained checkpoint (None without one)."""
+    if pretrained is None:
+        if freeze_encoder:
+            raise ValueError("freeze_encoder=True needs a pretrained model (an untrained encoder would stay random)")
+        return ModelConfig.from_any(model_init), None
+    ckpt = read_checkpoint(pretrained, what="pretrained model",
+                           fix="run the pretrain job first, or point `pretrained` at its model.pt")
+    if model_init is None:
+        return config_from_checkpoint(ckpt), ckpt
+    model_cfg = ModelConfig.from_any(model_init)
+    check_architecture(ckpt, model_cfg, pretrained)
+    return model_cfg, ckpt
+
+
+class Trainer:
+    """One model's training loop in named steps: build, resume from / save a checkpoint,
+    train one epoch, validate, and the final record (the best epoch's weights)."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: dict, device: torch.device, train_data: SliceDataset,
+                 val_data: SliceDataset, out: dict[str, Path], fingerprint: str, where: str,
+                 pretrained_ckpt: dict | None, freeze_encoder: bool) -> None:
+        self.cfg, self.device, self.out, self.fingerprint, self.where = cfg, device, out, fingerprint, where
+        self.train_data, self.val_data = train_data, val_data
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(cfg["seed"]))
+            self.model = AttentionUNet2p5D(model_cfg)
+        if pretrained_ckpt is not None:
+            self.model.load_state_dict(pretrained_ckpt["model"])
+        if freeze_encoder:
+            _freeze_encoder(self.model)
+        self.model.to(device)
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
+                                          lr=float(cfg["learning_rate"]), weight_decay=float(cfg["weight_decay"]))
+        self.start_epoch, self.history = 1, []
+        self.best = {"dice": -math.inf, "epoch": 0, "state": None}
+
+    def load_checkpoint(self) -> None:
+        """Continue after the last finished epoch when the checkpoint is of these settings."""
+        if not self.out["checkpoint"].exists():
+            return
+        try:
+            ckpt = torch.load(self.out["checkpoint"], map_location=self.device, weights_only=True)
+        except Exception:
+            ckpt = None  # unreadable (should not happen with atomic writes): start over
+        if ckpt is not None and ckpt.get("fingerprint") == self.fingerprint:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.start_epoch, self.history = int(ckpt["epoch"]) + 1, list(ckpt["history"])
+            self.best = {"dice": float(ckpt["best_dice"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
+            log.info("%s: resuming after epoch %d of %d from %s", self.where, self.start_epoch - 1,
+                     int(self.cfg["epochs"]), self.out["checkpoint"])
+
+    def save_checkpoint(self, epoch: int) -> None:
+        _save({"fingerprint": self.fingerprint, "epoch": epoch, "model": self.model.state_dict(),
+               "optimizer": self.optimizer.state_dict(), "history": self.history, "best_dice": self.best["dice"],
+               "best_epoch": self.best["epoch"], "best_state": self.best["state"]}, self.out["checkpoint"])
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch over ``samples_per_epoch`` centre slices; returns the mean training loss."""
+        cfg, data = self.cfg, self.train_data
+        n_samples = len(data.sample_slices)
+        per_epoch = int(cfg["samples_per_epoch"] or n_samples)
+        batch_size = int(cfg["batch_size"])
+        # The shuffle depends on (seed, epoch) only, so a resumed run draws the same batches.
+        gen = torch.Generator().manual_seed(int(cfg["seed"]) * 100_003 + epoch)
+        order = torch.cat([torch.randperm(n_samples, generator=gen) for _ in range(-(-per_epoch // n_samples))])
+        index = data.sample_slices.cpu()[order[:per_epoch]]
+        flips = torch.rand(per_epoch, generator=gen) < 0.5 if cfg["augment_flip_lr"] else None
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # no GPU sync per step
+        for start in range(0, per_epoch, batch_size):
+            idx = index[start : start + batch_size]
+            x, cov, y = data.batch(idx, None if flips is None else flips[start : start + batch_size])
+            self.optimizer.zero_grad(set_to_none=True)
+            with _autocast(self.device):
+                logits = self.model(x)
+            loss = masked_loss(logits, y, cov, cfg["bce_weight"], cfg["dice_weight"])
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * len(idx)
+        return float(loss_sum) / per_epoch
+
+    def validate(self) -> tuple[float, np.ndarray]:
+        """Validation loss and Dice per validation patient."""
+        return evaluate(self.model, self.val_data, self.cfg, self.device)
+
+    def fit(self, on_epoch_end: Callable[[int, dict], None] | None = None) -> None:
+        """The remaining epochs; a checkpoint and the curves after each, the best epoch kept."""
+        for epoch in range(self.start_epoch, int(self.cfg["epochs"]) + 1):
+            t0 = time.perf_counter()
+            train_loss = self.train_epoch(epoch)
+            val_loss, dices = self.validate()
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   "val_dice": float(dices.mean()), "seconds": time.perf_counter() - t0}
+            self.history.append(row)
+            if row["val_dice"] > self.best["dice"]:
+                self.best = {"dice": row["val_dice"], "epoch": epoch,
+                             "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+            self.save_checkpoint(epoch)
+            write_curves_tsv(self.history, self.out["curves_tsv"])
+            log.info("%s: epoch %d/%d, train loss %.4f, validation loss %.4f, validation Dice %.3f (%.1f s)",
+                     self.where, epoch, int(self.cfg["epochs"]), row["train_loss"], row["val_loss"], row["val_dice"],
+                     row["seconds"])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+
 def train(
     model_init: ModelConfig | dict | None,
     train_ids: list[str],
@@ -220,30 +323,9 @@ def train(
     out = training_outputs(out_dir)
     train_ids, val_ids = [str(p) for p in train_ids], [str(p) for p in val_ids]
     where = title or str(out_dir)
-    if not train_ids:
-        raise InputError(f"{where}: no eligible patients to train on", path=out_dir,
-                         fix="check splits.json; the cohort needs more patients in this reperfusion group")
-    if not val_ids:
-        raise InputError(f"{where}: no validation patients for model selection", path=out_dir,
-                         fix="check splits.json; the cohort needs more patients in this reperfusion group")
-    if set(train_ids) & set(val_ids):
-        raise InputError(f"{where}: training and validation share patients {sorted(set(train_ids) & set(val_ids))}",
-                         path=out_dir, fix="rewrite splits.json with tissuefate.splits.write_splits")
-
-    pretrained_ckpt = None
-    if pretrained is not None:
-        pretrained = Path(pretrained)
-        pretrained_ckpt = read_checkpoint(pretrained, what="pretrained model",
-                                          fix="run the pretrain job first, or point `pretrained` at its model.pt")
-        if model_init is None:
-            model_cfg = config_from_checkpoint(pretrained_ckpt)
-        else:
-            model_cfg = ModelConfig.from_any(model_init)
-            check_architecture(pretrained_ckpt, model_cfg, pretrained)
-    else:
-        if freeze_encoder:
-            raise ValueError("freeze_encoder=True needs a pretrained model (an untrained encoder would stay random)")
-        model_cfg = ModelConfig.from_any(model_init)
+    _check_patients(train_ids, val_ids, where, out_dir)
+    pretrained = None if pretrained is None else Path(pretrained)
+    model_cfg, pretrained_ckpt = _architecture(model_init, pretrained, freeze_encoder)
 
     device = resolve_device(cfg["device"])
     if cfg["threads"]:
@@ -267,79 +349,19 @@ def train(
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(cfg["seed"]))
-            model = AttentionUNet2p5D(model_cfg)
-        if pretrained_ckpt is not None:
-            model.load_state_dict(pretrained_ckpt["model"])
-        if freeze_encoder:
-            _freeze_encoder(model)
-        model.to(device)
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                     lr=float(cfg["learning_rate"]), weight_decay=float(cfg["weight_decay"]))
-
-        start_epoch, history = 1, []
-        best = {"dice": -math.inf, "epoch": 0, "state": None}
-        if resume and out["checkpoint"].exists():
-            try:
-                ckpt = torch.load(out["checkpoint"], map_location=device, weights_only=True)
-            except Exception:
-                ckpt = None  # unreadable (should not happen with atomic writes): start over
-            if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
-                model.load_state_dict(ckpt["model"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt["history"])
-                best = {"dice": float(ckpt["best_dice"]), "epoch": int(ckpt["best_epoch"]), "state": ckpt["best_state"]}
-                log.info("%s: resuming after epoch %d of %d from %s", where, start_epoch - 1, int(cfg["epochs"]),
-                         out["checkpoint"])
-
-        n_samples = len(train_data.sample_slices)
-        per_epoch = int(cfg["samples_per_epoch"] or n_samples)
-        batch_size = int(cfg["batch_size"])
-        for epoch in range(start_epoch, int(cfg["epochs"]) + 1):
-            t0 = time.perf_counter()
-            # The shuffle depends on (seed, epoch) only, so a resumed run draws the same batches.
-            gen = torch.Generator().manual_seed(int(cfg["seed"]) * 100_003 + epoch)
-            order = torch.cat([torch.randperm(n_samples, generator=gen) for _ in range(-(-per_epoch // n_samples))])
-            index = train_data.sample_slices.cpu()[order[:per_epoch]]
-            flips = torch.rand(per_epoch, generator=gen) < 0.5 if cfg["augment_flip_lr"] else None
-            model.train()
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # no GPU sync per step
-            for start in range(0, per_epoch, batch_size):
-                idx = index[start : start + batch_size]
-                x, cov, y = train_data.batch(idx, None if flips is None else flips[start : start + batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                with _autocast(device):
-                    logits = model(x)
-                loss = masked_loss(logits, y, cov, cfg["bce_weight"], cfg["dice_weight"])
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach().double() * len(idx)
-            val_loss, dices = evaluate(model, val_data, cfg, device)
-            row = {"epoch": epoch, "train_loss": float(loss_sum) / per_epoch, "val_loss": val_loss,
-                   "val_dice": float(dices.mean()), "seconds": time.perf_counter() - t0}
-            history.append(row)
-            if row["val_dice"] > best["dice"]:
-                best = {"dice": row["val_dice"], "epoch": epoch,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            _save({"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "history": history, "best_dice": best["dice"],
-                   "best_epoch": best["epoch"], "best_state": best["state"]}, out["checkpoint"])
-            write_curves_tsv(history, out["curves_tsv"])
-            log.info("%s: epoch %d/%d, train loss %.4f, validation loss %.4f, validation Dice %.3f (%.1f s)",
-                     where, epoch, int(cfg["epochs"]), row["train_loss"], row["val_loss"], row["val_dice"],
-                     row["seconds"])
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-
-        plot_curves(history, out["curves_png"], title)
-        write_curves_tsv(history, out["curves_tsv"])
+        trainer = Trainer(model_cfg, cfg, device, train_data, val_data, out, fingerprint, where,
+                          pretrained_ckpt, freeze_encoder)
+        if resume:
+            trainer.load_checkpoint()
+        trainer.fit(on_epoch_end)
+        plot_curves(trainer.history, out["curves_png"], title)
+        write_curves_tsv(trainer.history, out["curves_tsv"])
         record = {
             "architecture": architecture_record(model_cfg),
-            "model": best["state"],
+            "model": trainer.best["state"],
             "training": {
                 "config": cfg, "loss": LOSS_DESCRIPTION, "optimizer": "Adam",
-                "best_epoch": best["epoch"], "best_val_dice": best["dice"],
+                "best_epoch": trainer.best["epoch"], "best_val_dice": trainer.best["dice"],
                 "train_ids": train_ids, "val_ids": val_ids,
                 "pretrained": None if pretrained is None else str(pretrained),
                 "freeze_encoder": bool(freeze_encoder), "device": str(device),
@@ -378,13 +400,13 @@ def train_job(
     if approach == "pretraining" and pretrained is None:
         raise ValueError("approach 'pretraining' fine-tunes the pretrained model: pass pretrained=<pretrain model.pt>")
     # training.resources (gpus, mem_mb, runtime, threads of the rule) is the workflow's, not ours.
-    training = {k: v for k, v in (config.get("training") or {}).items() if k != "resources"}
+    training = {k: v for k, v in section(config, "training").items() if k != "resources"}
     cfg = {"seed": config.get("seed", DEFAULTS["seed"]), **training}
     if threads is not None:
         cfg["threads"] = threads
     title = "pretrain" if approach == "pretrain" else f"{approach}/{target}/fold-{fold}"
     return train(
-        config.get("model"),
+        section(config, "model"),
         patients["train"], patients["val"], out_dir, cfg,
         resume=True,
         pretrained=pretrained if approach == "pretraining" else None,

@@ -4,28 +4,37 @@ from tissuefate.bundle import DEPLOYED_APPROACH
 
 # New patients to predict with the bundle (--config predict_bids_dir=DIR): its sub-* folders.
 PREDICT_BIDS = config.get("predict_bids_dir")
-NEW_PATIENTS = sorted(p.name.removeprefix("sub-") for p in Path(PREDICT_BIDS).glob("sub-*")) if PREDICT_BIDS else []
+NEW_PATIENTS = (
+    sorted(p.name.removeprefix("sub-") for p in Path(PREDICT_BIDS).glob("sub-*"))
+    if PREDICT_BIDS
+    else []
+)
 
 
 rule bundle:
     input:
-        models=expand(rules.train.output.model, approach=DEPLOYED_APPROACH, target=TARGETS, fold=FOLDS),
+        models=expand(
+            rules.train.output.model,
+            approach=DEPLOYED_APPROACH,
+            target=TARGETS,
+            fold=FOLDS,
+        ),
         summary=rules.statistics.output.summary,
         cohort=f"{RESULTS}/cohort/participants.tsv",
         data=lambda wildcards: expand(rules.preprocess.output, subject=included()),
     output:
         directory(f"{RESULTS}/bundle"),
-    params:
-        patients=lambda wildcards: included(),
     log:
         f"{LOGS}/bundle.log",
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    threads: 1
-    conda:
-        ENV
+    params:
+        patients=lambda wildcards: included(),
     script:
         "../scripts/bundle.py"
 
@@ -42,12 +51,12 @@ if PREDICT_BIDS:
             directory(f"{RESULTS}/predict/sub-{{subject}}"),
         log:
             f"{LOGS}/predict/sub-{{subject}}.log",
+        conda:
+            ENV
+        threads: 1
         resources:
             mem_mb=3000,
             runtime=10,
-        threads: 1
-        conda:
-            ENV
         script:
             "../scripts/predict_patient.py"
 

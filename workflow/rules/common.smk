@@ -1,4 +1,5 @@
 # Paths and participants, defined once for every rule file.
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -6,15 +7,27 @@ import pandas as pd
 
 from tissuefate.cluster import gpu_resources
 from tissuefate.cohort import read_participants
-from tissuefate.io.derivatives import SPACE
+from tissuefate.io import derivatives
 from tissuefate.perfusion import raw_dsc_series
 from tissuefate.simulation import participant_labels
-from tissuefate.splits import TARGET_GROUPS, TARGETS, job_patients, read_splits
-from tissuefate.stages import fold_prediction_labels
+from tissuefate.names import (
+    PRETRAIN,
+    PRETRAINING,
+    TARGET_GROUPS,
+    TARGETS,
+    TRAINED_APPROACHES,
+)
+from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]
-RESULTS = config.get("results_dir", "results")
+RESULTS = config["results_dir"]
 LOGS = f"{RESULTS}/logs"
+# Snakemake's own measurements (seconds, CPU, peak memory) of every job that does real work:
+# outside results/, whose tables are compared byte for byte between runs.
+BENCHMARKS = "benchmarks"
+# Every output path comes from tissuefate.io.derivatives (the package reads the same names).
+path = str
+COHORT_TABLE = path(derivatives.cohort_file(RESULTS, "participants.tsv"))
 # Relative to the rule files in workflow/rules/.
 ENV = "../../envs/tissuefate.yaml"
 
@@ -28,7 +41,9 @@ else:
     # Each participant's own row of participants.tsv: editing one row reruns that row's review only.
     CLINICAL = {
         pid.removeprefix("sub-"): "\t".join(row)
-        for pid, row in zip(_participants["participant_id"], _participants.astype(str).values.tolist())
+        for pid, row in zip(
+            _participants["participant_id"], _participants.astype(str).values.tolist()
+        )
     }
 
 
@@ -49,14 +64,44 @@ def participant_inputs(wildcards):
     Real data: every file in them, because Snakemake compares a folder's own mtime only and would
     miss a re-exported map inside it; a changed file reruns that participant's jobs.
     """
-    raw = f"{BIDS}/sub-{wildcards.subject}"
-    lesions = f"{BIDS}/derivatives/lesions/sub-{wildcards.subject}"
+    return participant_data(wildcards.subject)
+
+
+def participant_data(subject):
+    raw = f"{BIDS}/sub-{subject}"
+    lesions = f"{BIDS}/derivatives/lesions/sub-{subject}"
     if config["dataset"]["simulate"]:
         return {"raw": raw, "lesions": lesions}
     inputs = {"raw": list(_files_under(raw)) if Path(raw).is_dir() else raw}
     if Path(lesions).is_dir():
         inputs["lesions"] = list(_files_under(lesions))
     return inputs
+
+
+def raw_data(labels):
+    """The raw data of several participants (their baseline DWI grids, for example)."""
+    raw = [participant_data(label)["raw"] for label in sorted(set(labels))]
+    return [
+        path
+        for paths in raw
+        for path in (paths if isinstance(paths, list) else [paths])
+    ]
+
+
+SUBJECT_FOLDER = re.compile(r"sub-[A-Za-z0-9]+")
+
+
+def bids_root(wildcards, input):
+    """The BIDS dataset above the rule's raw inputs (the folder holding sub-<label>/)."""
+    raw = [input.raw] if isinstance(input.raw, str) else list(input.raw)
+    first = Path(raw[0])
+    return str(
+        next(
+            p.parent
+            for p in (first, *first.parents)
+            if SUBJECT_FOLDER.fullmatch(p.name)
+        )
+    )
 
 
 def clinical_row(wildcards):
@@ -68,16 +113,18 @@ def included(groups=None):
 
     Known only once the cohort checkpoint has run; Snakemake re-evaluates the DAG then.
     """
-    table = pd.read_csv(checkpoints.cohort.get().output.participants, sep="\t", keep_default_na=False)
+    table = pd.read_csv(
+        checkpoints.cohort.get().output.participants, sep="\t", keep_default_na=False
+    )
     table = table[table["included"].astype(str) == "True"]
     if groups is not None:
         table = table[table["reperfusion_group"].isin(groups)]
     return sorted(p.removeprefix("sub-") for p in table["participant_id"])
 
 
-APPROACHES = ("pretraining", "separate")
-FOLDS = list(range(1, int(config.get("splits", {}).get("n_folds", 5)) + 1))
-TRAIN_RESOURCES = config.get("training", {}).get("resources", {})
+APPROACHES = TRAINED_APPROACHES
+FOLDS = list(range(1, config["splits"]["n_folds"] + 1))
+TRAIN_RESOURCES = config["training"]["resources"]
 GPU = gpu_resources(TRAIN_RESOURCES)
 
 
@@ -97,7 +144,7 @@ def study_splits():
 
 @lru_cache(maxsize=4)
 def _splits_of(table, mtime_ns):
-    return read_splits(table, config["seed"], **config.get("splits", {}))
+    return read_splits(table, config["seed"], **config["splits"])
 
 
 def _labels(ids):
@@ -106,7 +153,7 @@ def _labels(ids):
 
 def training_patients(wildcards):
     """``{"train": [...], "val": [...]}`` of a training job (its test patients do not matter)."""
-    approach = wildcards.get("approach", "pretrain")
+    approach = wildcards.get("approach", PRETRAIN)
     fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
     patients = job_patients(study_splits(), approach, wildcards.get("target"), fold)
     return {"train": patients["train"], "val": patients["val"]}
@@ -115,22 +162,30 @@ def training_patients(wildcards):
 def training_data(wildcards):
     """Preprocessed data of the job's training and validation patients (not its test patients)."""
     patients = training_patients(wildcards)
-    return expand(rules.preprocess.output, subject=_labels(patients["train"] + patients["val"]))
+    return expand(
+        rules.preprocess.output, subject=_labels(patients["train"] + patients["val"])
+    )
 
 
 def pretrained_model(wildcards):
-    return rules.pretrain.output.model if wildcards.approach == "pretraining" else []
+    return rules.pretrain.output.model if wildcards.approach == PRETRAINING else []
 
 
 def prediction_patients(wildcards):
-    own, cross = fold_prediction_labels(study_splits(), wildcards.target, int(wildcards.fold))
+    own, cross = fold_prediction_labels(
+        study_splits(), wildcards.target, int(wildcards.fold)
+    )
     return {"own": own, "cross": cross}
+
+
+def prediction_labels(wildcards):
+    patients = prediction_patients(wildcards)
+    return sorted(set(patients["own"] + patients["cross"]))
 
 
 def prediction_data(wildcards):
     """Preprocessed data of the fold's test patients of both targets."""
-    patients = prediction_patients(wildcards)
-    return expand(rules.preprocess.output, subject=sorted(set(patients["own"] + patients["cross"])))
+    return expand(rules.preprocess.output, subject=prediction_labels(wildcards))
 
 
 def evaluation_inputs(wildcards):
@@ -147,6 +202,7 @@ def evaluation_inputs(wildcards):
 
 def final_outputs(wildcards):
     outputs = [
+        *rules.results_description.output,
         *rules.cohort.output,
         *expand(rules.thresholding.output, subject=included()),
         *rules.statistics.output,

@@ -6,18 +6,20 @@ rule metrics:
     input:
         unpack(evaluation_inputs),
         splits=rules.splits.output,
-        cohort=f"{RESULTS}/cohort/participants.tsv",
+        cohort=COHORT_TABLE,
     output:
-        per_case=f"{RESULTS}/metrics/per_case.tsv",
-        mismatch=f"{RESULTS}/metrics/mismatch.tsv",
+        per_case=path(derivatives.metrics_file(RESULTS, "per_case")),
+        mismatch=path(derivatives.metrics_file(RESULTS, "mismatch")),
     log:
         f"{LOGS}/metrics.log",
+    benchmark:
+        f"{BENCHMARKS}/metrics/metrics.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/metrics.py"
 
@@ -27,25 +29,29 @@ rule statistics:
         per_case=rules.metrics.output.per_case,
         mismatch=rules.metrics.output.mismatch,
     output:
-        summary=report(f"{RESULTS}/tables/summary.tsv", caption="../report/tables.rst", category="Results"),
-        comparisons=report(f"{RESULTS}/tables/comparisons.tsv", caption="../report/tables.rst", category="Results"),
-        concordance=report(f"{RESULTS}/tables/concordance.tsv", caption="../report/tables.rst", category="Results"),
-        mismatch_summary=report(
-            f"{RESULTS}/tables/mismatch_summary.tsv", caption="../report/tables.rst", category="Results"
-        ),
-        markdown=expand(
-            f"{RESULTS}/tables/{{name}}.md",
-            name=("summary", "comparisons", "concordance", "mismatch_summary"),
-        ),
+        **{
+            name: report(
+                path(derivatives.table_file(RESULTS, name)),
+                caption="../report/tables.rst",
+                category="Results",
+            )
+            for name in derivatives.RESULT_TABLES
+        },
+        markdown=[
+            path(derivatives.table_file(RESULTS, name, "md"))
+            for name in derivatives.RESULT_TABLES
+        ],
     log:
         f"{LOGS}/statistics.log",
+    benchmark:
+        f"{BENCHMARKS}/statistics/statistics.tsv"
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/statistics.py"
 
@@ -58,18 +64,20 @@ rule figures:
         splits=rules.splits.output,
     output:
         report(
-            directory(f"{RESULTS}/figures"),
+            directory(path(derivatives.figures_dir(RESULTS))),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
         ),
     log:
         f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCHMARKS}/figures/figures.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/figures.py"

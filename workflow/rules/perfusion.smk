@@ -16,6 +16,8 @@ rule perfusion:
         ),
     log:
         f"{LOGS}/perfusion/sub-{{subject}}_ses-{{session}}.log",
+    benchmark:
+        f"{BENCHMARKS}/perfusion/sub-{{subject}}_ses-{{session}}.tsv"
     group:
         "patient"
     conda:

@@ -6,32 +6,43 @@ rule predict:
     input:
         model=rules.train.output.model,
         data=prediction_data,
+        # The baseline DWI grids the maps are mapped back to.
+        raw=lambda wildcards: raw_data(prediction_labels(wildcards)),
     output:
-        maps=directory(f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}"),
+        maps=directory(
+            path(
+                derivatives.prediction_dir(RESULTS, "{approach}", "{target}", "{fold}")
+            )
+        ),
         attention=report(
-            f"{RESULTS}/predictions/{{approach}}/{{target}}/fold-{{fold}}_attention.png",
+            path(
+                derivatives.attention_map(RESULTS, "{approach}", "{target}", "{fold}")
+            ),
             caption="../report/attention.rst",
             category="Attention maps",
             subcategory="{approach} {target}",
         ),
-    params:
-        patients=prediction_patients,
     log:
         f"{LOGS}/prediction/{{approach}}_{{target}}_fold-{{fold}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict/{{approach}}_{{target}}_fold-{{fold}}.tsv"
     wildcard_constraints:
-        approach="pretraining|separate",
-        target="tissue_at_risk|ischemic_core",
+        approach="|".join(TRAINED_APPROACHES),
+        target="|".join(TARGETS),
         fold=r"\d+",
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # --gpus or --gres as the config asks (tissuefate.cluster; profiles/slurm/README.md).
         gpu=GPU["gpu"],
         gres=GPU["gres"],
         gpu_model=GPU["gpu_model"],
         tasks_per_gpu=GPU["tasks_per_gpu"],
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=30,
-    threads: TRAIN_RESOURCES.get("threads", 1)
-    conda:
-        ENV
+    params:
+        patients=prediction_patients,
+        bids=bids_root,
     script:
         "../scripts/predict.py"

@@ -7,21 +7,25 @@ rule preprocess:
         unpack(participant_inputs),
     output:
         report(
-            directory(f"{RESULTS}/preprocessing/sub-{{subject}}"),
+            directory(path(derivatives.participant_dir(RESULTS, "{subject}"))),
             patterns=["{name}_desc-qc_figure.png"],
             caption="../report/registration_qc.rst",
             category="Registration QC",
         ),
     log:
         f"{LOGS}/preprocessing/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/preprocess/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=20,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=bids_root,
     script:
         "../scripts/preprocess.py"
 
@@ -30,34 +34,49 @@ rule thresholding:
     input:
         rules.preprocess.output,
     output:
-        tissue_at_risk=f"{RESULTS}/thresholding/sub-{{subject}}/sub-{{subject}}_ses-baseline_space-{SPACE}_desc-tissueatrisk_probseg.nii.gz",
-        ischemic_core=f"{RESULTS}/thresholding/sub-{{subject}}/sub-{{subject}}_ses-baseline_space-{SPACE}_desc-ischemiccore_probseg.nii.gz",
+        **{
+            target: path(derivatives.thresholding_map(RESULTS, "{subject}", target))
+            for target in TARGETS
+        },
     log:
         f"{LOGS}/thresholding/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/thresholding/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/thresholding.py"
 
 
 rule registration_accuracy:
     input:
-        lambda wildcards: expand(rules.preprocess.output, subject=included()),
+        preprocessed=lambda wildcards: expand(
+            rules.preprocess.output, subject=included()
+        ),
+        # The simulator's truth and the raw b1000 grid of each participant.
+        truth=lambda wildcards: expand(
+            f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=included()
+        ),
+        raw=lambda wildcards: raw_data(included()),
     output:
-        f"{RESULTS}/qc/registration.tsv",
+        path(derivatives.registration_table(RESULTS)),
     log:
         f"{LOGS}/qc/registration.log",
+    benchmark:
+        f"{BENCHMARKS}/registration_accuracy/registration_accuracy.tsv"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=bids_root,
     script:
         "../scripts/registration_accuracy.py"

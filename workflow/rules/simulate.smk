@@ -7,14 +7,17 @@ rule simulate_plan:
         sidecar=f"{BIDS}/participants.json",
         description=f"{BIDS}/dataset_description.json",
         plan=f"{BIDS}/derivatives/simulation/plan.tsv",
+        bidsignore=f"{BIDS}/.bidsignore",
     log:
         f"{LOGS}/simulate_plan.log",
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=lambda wildcards, output: str(Path(output.participants).parent),
     script:
         "../scripts/simulate_plan.py"
 
@@ -28,13 +31,17 @@ rule simulate_participant:
         truth=directory(f"{BIDS}/derivatives/simulation/sub-{{subject}}"),
     log:
         f"{LOGS}/simulate/sub-{{subject}}.log",
+    benchmark:
+        f"{BENCHMARKS}/simulate_participant/sub-{{subject}}.tsv"
     group:
         "patient"
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
+    params:
+        bids=lambda wildcards, input: str(Path(input.plan).parents[2]),
     script:
         "../scripts/simulate_participant.py"

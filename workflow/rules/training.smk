@@ -4,18 +4,18 @@
 
 rule splits:
     input:
-        cohort=f"{RESULTS}/cohort/participants.tsv",
+        cohort=COHORT_TABLE,
     output:
-        f"{RESULTS}/splits/splits.json",
+        path(derivatives.splits_file(RESULTS)),
     log:
         f"{LOGS}/splits.log",
     localrule: True
+    conda:
+        ENV
+    threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    threads: 1
-    conda:
-        ENV
     script:
         "../scripts/splits.py"
 
@@ -26,29 +26,31 @@ rule pretrain:
         # splits.json reruns nothing, a changed patient list (params) or patient (data) does.
         data=training_data,
     output:
-        model=f"{RESULTS}/models/pretrain/model.pt",
-        curves=f"{RESULTS}/models/pretrain/curves.tsv",
+        model=path(derivatives.model_file(RESULTS, "model.pt", PRETRAIN)),
+        curves=path(derivatives.model_file(RESULTS, "curves.tsv", PRETRAIN)),
         figure=report(
-            f"{RESULTS}/models/pretrain/curves.png",
+            path(derivatives.model_file(RESULTS, "curves.png", PRETRAIN)),
             caption="../report/training_curves.rst",
             category="Training",
             subcategory="pretraining (partial + unknown)",
         ),
-    params:
-        patients=training_patients,
     log:
         f"{LOGS}/training/pretrain.log",
+    benchmark:
+        f"{BENCHMARKS}/pretrain/pretrain.tsv"
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # --gpus or --gres as the config asks (tissuefate.cluster; profiles/slurm/README.md).
         gpu=GPU["gpu"],
         gres=GPU["gres"],
         gpu_model=GPU["gpu_model"],
         tasks_per_gpu=GPU["tasks_per_gpu"],
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
-        runtime=TRAIN_RESOURCES.get("runtime", 60),
-    threads: TRAIN_RESOURCES.get("threads", 1)
-    conda:
-        ENV
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+    params:
+        patients=training_patients,
     script:
         "../scripts/train.py"
 
@@ -58,32 +60,46 @@ rule train:
         pretrained=pretrained_model,
         data=training_data,
     output:
-        model=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/model.pt",
-        curves=f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.tsv",
+        model=path(
+            derivatives.model_file(
+                RESULTS, "model.pt", "{approach}", "{target}", "{fold}"
+            )
+        ),
+        curves=path(
+            derivatives.model_file(
+                RESULTS, "curves.tsv", "{approach}", "{target}", "{fold}"
+            )
+        ),
         figure=report(
-            f"{RESULTS}/models/{{approach}}/{{target}}/fold-{{fold}}/curves.png",
+            path(
+                derivatives.model_file(
+                    RESULTS, "curves.png", "{approach}", "{target}", "{fold}"
+                )
+            ),
             caption="../report/training_curves.rst",
             category="Training",
             subcategory="{approach} {target}",
         ),
-    params:
-        patients=training_patients,
     log:
         f"{LOGS}/training/{{approach}}_{{target}}_fold-{{fold}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{approach}}_{{target}}_fold-{{fold}}.tsv"
     wildcard_constraints:
-        approach="pretraining|separate",
-        target="tissue_at_risk|ischemic_core",
+        approach="|".join(TRAINED_APPROACHES),
+        target="|".join(TARGETS),
         fold=r"\d+",
+    conda:
+        ENV
+    threads: TRAIN_RESOURCES["threads"]
     resources:
         # --gpus or --gres as the config asks (tissuefate.cluster; profiles/slurm/README.md).
         gpu=GPU["gpu"],
         gres=GPU["gres"],
         gpu_model=GPU["gpu_model"],
         tasks_per_gpu=GPU["tasks_per_gpu"],
-        mem_mb=TRAIN_RESOURCES.get("mem_mb", 4000),
-        runtime=TRAIN_RESOURCES.get("runtime", 60),
-    threads: TRAIN_RESOURCES.get("threads", 1)
-    conda:
-        ENV
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+    params:
+        patients=training_patients,
     script:
         "../scripts/train.py"

@@ -1,7 +1,5 @@
-from pathlib import Path
-
+from tissuefate.jobs.cohort import cohort
 from tissuefate.scripting import run
-from tissuefate.stages import cohort_from_reviews
 
-run(snakemake, lambda: cohort_from_reviews(snakemake.input.reviews, snakemake.input.participants,
-                                           Path(snakemake.output.participants).parent))
+i, o = snakemake.input, snakemake.output
+run(snakemake, lambda: cohort(i.reviews, i.participants, o.participants, o.table1, o.table1_md, o.flow))

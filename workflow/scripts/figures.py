@@ -1,5 +1,6 @@
+from tissuefate.jobs.evaluation import figures
 from tissuefate.scripting import run
-from tissuefate.stages import result_figures
 
-run(snakemake, lambda: result_figures(snakemake.config, snakemake.input.per_case, snakemake.input.mismatch,
-                                      snakemake.input.splits[0], snakemake.output[0]))
+i = snakemake.input
+run(snakemake, lambda: figures(i.per_case, i.mismatch, i.splits[0], i.data, i.predictions, i.thresholding,
+                               snakemake.output[0], snakemake.config["evaluation"]["probability_threshold"]))

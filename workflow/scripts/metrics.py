@@ -1,6 +1,6 @@
-from pathlib import Path
-
+from tissuefate.jobs.evaluation import metrics
 from tissuefate.scripting import run
-from tissuefate.stages import evaluate
 
-run(snakemake, lambda: evaluate(snakemake.config, snakemake.input.splits[0], Path(snakemake.output.per_case).parent))
+i, o = snakemake.input, snakemake.output
+run(snakemake, lambda: metrics(i.cohort, i.splits[0], i.data, i.predictions, i.thresholding, o.per_case, o.mismatch,
+                               snakemake.config["evaluation"]))

@@ -1,4 +1,4 @@
+from tissuefate.jobs.preprocessing import registration_table
 from tissuefate.scripting import run
-from tissuefate.stages import registration_table
 
-run(snakemake, lambda: registration_table(snakemake.config, snakemake.output[0]))
+run(snakemake, lambda: registration_table(snakemake.input.preprocessed, snakemake.params.bids, snakemake.output[0]))

@@ -1,5 +1,4 @@
+from tissuefate.jobs.simulate import participant
 from tissuefate.scripting import run
-from tissuefate.simulation import simulate_participant
 
-bids = snakemake.config["dataset"]["bids_dir"]
-run(snakemake, lambda: simulate_participant(snakemake.config, bids, snakemake.wildcards.subject))
+run(snakemake, lambda: participant(snakemake.config, snakemake.params.bids, snakemake.wildcards.subject))

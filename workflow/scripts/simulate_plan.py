@@ -1,4 +1,4 @@
+from tissuefate.jobs.simulate import plan
 from tissuefate.scripting import run
-from tissuefate.simulation import write_plan
 
-run(snakemake, lambda: write_plan(snakemake.config, snakemake.config["dataset"]["bids_dir"]))
+run(snakemake, lambda: plan(snakemake.config, snakemake.params.bids))

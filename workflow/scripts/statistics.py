@@ -1,7 +1,6 @@
-from pathlib import Path
-
+from tissuefate.jobs.evaluation import TABLE_TITLES, statistics
 from tissuefate.scripting import run
-from tissuefate.stages import statistics_tables
 
-run(snakemake, lambda: statistics_tables(snakemake.config, snakemake.input.per_case, snakemake.input.mismatch,
-                                         Path(snakemake.output.summary).parent))
+o = snakemake.output
+run(snakemake, lambda: statistics(snakemake.input.per_case, snakemake.input.mismatch, {t: getattr(o, t) for t in TABLE_TITLES},
+                                  dict(zip(TABLE_TITLES, o.markdown)), snakemake.config["statistics"]))

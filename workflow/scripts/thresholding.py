@@ -1,5 +1,4 @@
+from tissuefate.jobs.preprocessing import threshold
 from tissuefate.scripting import run
-from tissuefate.thresholding import threshold_participant
 
-config = snakemake.config
-run(snakemake, lambda: threshold_participant(snakemake.wildcards.subject, config.get("results_dir", "results"), config))
+run(snakemake, lambda: threshold(snakemake.input[0], dict(snakemake.output.items()), snakemake.config))

@@ -1,13 +1,11 @@
-from pathlib import Path
-
+from tissuefate.jobs.training import train
+from tissuefate.names import PRETRAIN, PRETRAINING
 from tissuefate.scripting import run
-from tissuefate.training import train_job
 
 # The job's patients come from the rule's params (computed from the cohort table like splits.json).
-wc = snakemake.wildcards
-approach = wc.get("approach", "pretrain")
-pretrained = snakemake.input.pretrained if approach == "pretraining" else None
-run(snakemake, lambda: train_job(snakemake.config, None, Path(snakemake.output.model).parent,
-                                 approach, wc.get("target"), int(wc["fold"]) if "fold" in wc.keys() else None,
-                                 pretrained=pretrained, threads=snakemake.threads,
-                                 patients=snakemake.params.patients))
+wc, i = snakemake.wildcards, snakemake.input
+approach = wc.get("approach", PRETRAIN)
+fold = int(wc["fold"]) if "fold" in wc.keys() else None
+pretrained = i.pretrained if approach == PRETRAINING else None
+run(snakemake, lambda: train(snakemake.config, snakemake.params.patients, i.data, snakemake.output.model, approach,
+                             wc.get("target"), fold, pretrained=pretrained, threads=snakemake.threads))

@@ -7,7 +7,7 @@ Raw dataset (one folder per participant)::
 
     sub-<label>/ses-baseline/dwi/sub-<label>_ses-baseline_acq-b0_dwi.nii.gz
     sub-<label>/ses-baseline/dwi/sub-<label>_ses-baseline_acq-b1000_dwi.nii.gz
-    sub-<label>/ses-baseline/dwi/sub-<label>_ses-baseline_adc.nii.gz        (+ .json "Units")
+    sub-<label>/ses-baseline/dwi/sub-<label>_ses-baseline_ADC.nii.gz        (+ .json "Units"; _adc is read too)
     sub-<label>/ses-baseline/perf/sub-<label>_ses-baseline_{Tmax,MTT,CBF,CBV}.nii.gz (+ .json "Units")
     sub-<label>/ses-followup/perf/sub-<label>_ses-followup_Tmax.nii.gz     (4-24 h; .json "HoursSinceBaseline")
     sub-<label>/ses-final/anat/sub-<label>_ses-final_FLAIR.nii.gz          (.json "HoursSinceBaseline")
@@ -86,7 +86,10 @@ class ParticipantFiles:
         if name == "b1000":
             return self._path(BASELINE, "dwi", "acq-b1000_dwi")
         if name == "adc":
-            return self._path(BASELINE, "dwi", "adc")
+            # BIDS 1.10 names the map with the suffix ADC (written so); datasets written
+            # before with the suffix adc are still read.
+            legacy = self._path(BASELINE, "dwi", "adc")
+            return legacy if legacy.exists() else self._path(BASELINE, "dwi", "ADC")
         if name in PERFUSION_MAPS:
             return self._path(BASELINE, "perf", name)
         raise KeyError(name)
@@ -153,3 +156,17 @@ def write_json(path: Path, data: dict) -> None:
     from tissuefate.io.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+# The perfusion maps (Tmax, MTT, CBF, CBV) are not BIDS suffixes of the perf datatype: the
+# validator is told to skip them (and their sidecars).
+BIDSIGNORE = "".join(f"*_{name}.nii.gz\n*_{name}.json\n" for name in PERFUSION_MAPS)
+
+
+def write_bidsignore(root: str | Path) -> Path:
+    """Write the dataset's ``.bidsignore`` (the perfusion maps' non-BIDS suffixes)."""
+    from tissuefate.io.atomic import atomic_write_text
+
+    path = Path(root) / ".bidsignore"
+    atomic_write_text(path, BIDSIGNORE)
+    return path

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tissuefate.errors import InputError
+from tissuefate.names import TARGET_DESC, TARGETS
+
 SPACE = "MNI152NLin2009aSym"
 
 # The model's 8 input channels, in order (METHOD.md section 5).
@@ -18,6 +21,37 @@ CHANNELS = MAP_NAMES + MASK_NAMES
 
 def participant_dir(results: str | Path, label: str, stage: str = "preprocessing") -> Path:
     return Path(results) / stage / f"sub-{label}"
+
+
+def participant_label(folder: str | Path) -> str:
+    """The label of a participant folder ``.../<stage>/sub-<label>``."""
+    name = Path(folder).name
+    if not name.startswith("sub-"):
+        raise InputError("not a participant folder (sub-<label>)", path=folder)
+    return name.removeprefix("sub-")
+
+
+def results_root(folder: str | Path, stage: str = "preprocessing") -> Path:
+    """The results folder above a participant folder a rule gave as input
+    (``<results>/<stage>/sub-<label>``): the derivative names below are relative to it."""
+    folder = Path(folder)
+    participant_label(folder)
+    if folder.parent.name != stage:
+        raise InputError(f"not a participant folder of the {stage} stage", path=folder)
+    return folder.parent.parent
+
+
+def common_results_root(folders, stage: str = "preprocessing") -> Path:
+    """The one results folder above the participant folders a rule gave."""
+    roots = {results_root(f, stage) for f in folders}
+    if len(roots) != 1:
+        raise InputError(f"the {stage} folders of one job lie in {len(roots)} results folders, not one")
+    return roots.pop()
+
+
+def by_participant(folders) -> dict[str, Path]:
+    """Participant folders given by a rule, keyed by label."""
+    return {participant_label(f): Path(f) for f in folders}
 
 
 def preproc_map(results: str | Path, label: str, name: str, desc: str = "normalized") -> Path:
@@ -59,8 +93,11 @@ def preproc_summary(results: str | Path, label: str) -> Path:
     return participant_dir(results, label) / f"sub-{label}_ses-baseline_desc-preproc_summary.json"
 
 
-# BIDS labels are alphanumeric: the targets' desc- labels.
-TARGET_DESC = {"tissue_at_risk": "tissueatrisk", "ischemic_core": "ischemiccore"}
+
+
+def followup_tmax_path(results: str | Path, label: str) -> Path:
+    """The 4-24 h Tmax in MNI space, in seconds (for the reperfusion rate)."""
+    return participant_dir(results, label) / f"sub-{label}_ses-followup_space-{SPACE}_desc-preproc_Tmax.nii.gz"
 
 
 def prediction_dir(results: str | Path, approach: str, target: str, fold: int) -> Path:
@@ -75,7 +112,79 @@ def prediction_map(results: str | Path, approach: str, target: str, fold: int, l
     return prediction_dir(results, approach, target, fold) / name
 
 
+def thresholding_map(results: str | Path, label: str, target: str) -> Path:
+    """The thresholding score map of one target, in MNI space (values in [0, 1])."""
+    if target not in TARGETS:
+        raise KeyError(target)
+    folder = participant_dir(results, label, stage="thresholding")
+    return folder / f"sub-{label}_ses-baseline_space-{SPACE}_desc-{TARGET_DESC[target]}_probseg.nii.gz"
+
+
+def probability_map(results: str | Path, approach: str, target: str, fold: int, label: str) -> Path:
+    """The MNI probability map an approach gives one participant for one target and fold."""
+    if approach == "thresholding":
+        return thresholding_map(results, label, target)
+    return prediction_map(results, approach, target, fold, label)
+
+
 def model_dir(results: str | Path, approach: str, target: str | None = None, fold: int | None = None) -> Path:
     if approach == "pretrain":
         return Path(results) / "models" / "pretrain"
     return Path(results) / "models" / approach / target / f"fold-{fold}"
+
+
+# --- study-level outputs (the rule files name their outputs with these) ------------------
+
+# The result tables of the statistics stage, in the order they are written.
+RESULT_TABLES = ("summary", "comparisons", "concordance", "mismatch_summary")
+
+
+def review_json(results: str | Path, label: str) -> Path:
+    """One participant's review (inclusion, reperfusion, volumes) as JSON."""
+    return Path(results) / "cohort" / f"sub-{label}" / f"sub-{label}_review.json"
+
+
+def cohort_file(results: str | Path, name: str) -> Path:
+    """The cohort stage's outputs: participants.tsv, table1.tsv, table1.md, flow.png."""
+    assert name in ("participants.tsv", "table1.tsv", "table1.md", "flow.png"), name
+    return Path(results) / "cohort" / name
+
+
+def splits_file(results: str | Path) -> Path:
+    return Path(results) / "splits" / "splits.json"
+
+
+def model_file(results: str | Path, name: str, approach: str, target: str | None = None,
+               fold: int | str | None = None) -> Path:
+    """A training job's outputs: model.pt, curves.tsv, curves.png."""
+    assert name in ("model.pt", "curves.tsv", "curves.png"), name
+    return model_dir(results, approach, target, fold) / name
+
+
+def attention_map(results: str | Path, approach: str, target: str, fold: int | str) -> Path:
+    return Path(f"{prediction_dir(results, approach, target, fold)}_attention.png")
+
+
+def metrics_file(results: str | Path, name: str) -> Path:
+    """per_case.tsv and mismatch.tsv."""
+    assert name in ("per_case", "mismatch"), name
+    return Path(results) / "metrics" / f"{name}.tsv"
+
+
+def table_file(results: str | Path, name: str, ext: str = "tsv") -> Path:
+    """A result table (:data:`RESULT_TABLES`) as TSV or Markdown (``ext="md"``)."""
+    return Path(results) / "tables" / f"{name}.{ext}"
+
+
+def figures_dir(results: str | Path) -> Path:
+    return Path(results) / "figures"
+
+
+def registration_table(results: str | Path) -> Path:
+    """Registration accuracy against the simulator's truth, per participant."""
+    return Path(results) / "qc" / "registration.tsv"
+
+
+def dataset_description(results: str | Path) -> Path:
+    """``results/`` is a BIDS derivatives dataset: its dataset_description.json."""
+    return Path(results) / "dataset_description.json"

@@ -73,11 +73,6 @@ def load_image(
     return out
 
 
-def voxel_volume_ml(img: nib.Nifti1Image) -> float:
-    """Volume of one voxel in mL (1 mL = 1000 mm^3)."""
-    return float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
-
-
 def save_image(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=np.float32) -> None:
     """Write a NIfTI atomically with a clean header (qform and sform from ``affine``)."""
     img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -31,3 +32,22 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
     """Read a table written by ``write_tsv`` (participant ids stay text)."""
     return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
                        dtype={"participant_id": str, "agreement": str, "compared_with": str})
+
+
+def format_p(p: float, *, digits: str = "fixed", missing: str = "n/a") -> str:
+    """A P value in AJNR style, the one formatter of the package: ``<.001``, no leading zero.
+
+    ``digits="fixed"`` (result tables): three decimals, ``>.99`` above .99.
+    ``digits="adaptive"`` (the paper's Table 1): three decimals below .01, two below .1, else one
+    (``.3``, ``1.0``). ``missing`` is written for an undefined P.
+    """
+    if p is None or math.isnan(p):
+        return missing
+    if p < 0.001:
+        return "<.001"
+    if digits == "adaptive":
+        text = f"{p:.3f}" if p < 0.01 else f"{p:.2f}" if p < 0.1 else f"{p:.1f}"
+        return text.lstrip("0") if not text.startswith("1") else "1.0"
+    if p > 0.99:
+        return ">.99"
+    return f"{p:.3f}".lstrip("0")

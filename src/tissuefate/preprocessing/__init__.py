@@ -9,7 +9,11 @@ measures, figure, accuracy against the simulator's truth), ``template`` (the MNI
 ``phantom`` (a known-truth participant for tests and the benchmark).
 """
 
-from tissuefate.preprocessing.workflow import (
+import os
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network (before nipype loads)
+
+from tissuefate.preprocessing.workflow import (  # noqa: E402
     ParticipantInputs,
     PreprocessingSettings,
     preprocess_inputs,

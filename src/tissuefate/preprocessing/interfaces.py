@@ -21,6 +21,8 @@ from nipype.interfaces.base import (  # noqa: E402
 )
 
 from tissuefate.preprocessing import registration as reg  # noqa: E402
+from tissuefate.preprocessing.mni_maps import derive_mni_maps  # noqa: E402
+from tissuefate.preprocessing.qc import native_foreground, registration_measures  # noqa: E402
 
 
 def _p(runtime, name: str) -> str:
@@ -187,8 +189,6 @@ class NativeForeground(SimpleInterface):
     output_spec = _ForegroundOutputSpec
 
     def _run_interface(self, runtime):
-        from tissuefate.preprocessing.qc import native_foreground
-
         self._results["mask"] = str(native_foreground(self.inputs.image, _p(runtime, "foreground.nii.gz")))
         return runtime
 
@@ -212,8 +212,6 @@ class RegistrationMeasures(SimpleInterface):
     output_spec = _QCOutputSpec
 
     def _run_interface(self, runtime):
-        from tissuefate.preprocessing.qc import registration_measures
-
         i = self.inputs
         self._results["measures"] = registration_measures(i.template, i.template_mask, i.warped_image, i.foreground_mni, i.forward_transform)
         return runtime
@@ -239,8 +237,6 @@ class DeriveMNIMaps(SimpleInterface):
     output_spec = _DeriveOutputSpec
 
     def _run_interface(self, runtime):
-        from tissuefate.preprocessing.workflow import derive_mni_maps
-
         i = self.inputs
         files, summary = derive_mni_maps(dict(zip(i.warped_names, i.warped_files)), i.template_mask, i.tissue_probseg, dict(i.params), runtime.cwd)
         self._results.update(out_files=files, summary=summary)

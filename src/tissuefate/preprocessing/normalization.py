@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuefate.measures import voxel_volume_ml
+
 
 def coverage_mask(brain: np.ndarray, diffusion_fov: np.ndarray, perfusion_fov: np.ndarray | None) -> np.ndarray:
     """Brain voxels with diffusion and (when there is any) perfusion data."""
@@ -94,7 +96,7 @@ def stroke_side(
     if ijk.size == 0:
         return None, 0.0, 0.0
     x = ijk @ affine[0, :3] + affine[0, 3]
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     left, right = float((x < 0).sum() * voxel_ml), float((x > 0).sum() * voxel_ml)
     total = left + right
     if total == 0:

@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 import nibabel as nib
+from nibabel.processing import resample_from_to
 import numpy as np
 
 from tissuefate.errors import InputError
@@ -29,6 +30,8 @@ from tissuefate.io import derivatives
 from tissuefate.io.atomic import atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
+from tissuefate.measures import dice, voxel_volume_ml
+from tissuefate.preprocessing.registration import read, write
 
 
 class RegistrationQCError(InputError):
@@ -40,12 +43,6 @@ def qc_figure_path(results: str | Path, label: str) -> Path:
     return derivatives.participant_dir(results, label) / f"sub-{label}_ses-baseline_space-{SPACE}_desc-qc_figure.png"
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    denom = a.sum() + b.sum()
-    return float(2.0 * (a & b).sum() / denom) if denom else float("nan")
-
-
 # ---------------------------------------------------------------- measures without truth
 
 
@@ -53,8 +50,6 @@ def native_foreground(image: str | Path, out: str | Path) -> Path:
     """The patient's foreground on its native grid: ANTs' mean threshold with morphological
     clean-up (largest component, holes filled). On b1000 DWI that is close to the brain."""
     import ants
-
-    from tissuefate.preprocessing.registration import read, write
 
     return write(ants.get_mask(read(image), cleanup=2), out)
 
@@ -67,8 +62,6 @@ def warp_measures(forward_transform: str | Path, template_mask: str | Path, stri
     what the affine leaves to SyN (a flipped or wrong image needs tens of mm)."""
     import ants
     import pandas as pd
-
-    from tissuefate.preprocessing.registration import read
 
     mask = read(template_mask)
     ijk = np.argwhere(mask.numpy() > 0)[::stride]
@@ -89,8 +82,6 @@ def registration_measures(
 ) -> dict:
     """QC measures of one normalization (see the module docstring)."""
     import ants
-
-    from tissuefate.preprocessing.registration import read
 
     tpl, mask, moved = read(template), read(template_mask), read(warped)
     mi = -float(ants.image_similarity(tpl, moved, "MattesMutualInformation", fixed_mask=mask, moving_mask=None))
@@ -205,14 +196,8 @@ def truth_paths(bids_root: str | Path, label: str) -> dict[str, Path]:
 
 
 def _resample_mni(src: nib.Nifti1Image, ref: nib.Nifti1Image, order: int = 1) -> np.ndarray:
-    """Resample between two grids of the same (MNI) world space."""
-    from scipy import ndimage
-
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ref.shape[:3]], indexing="ij"), -1).reshape(-1, 3)
-    world = ijk @ ref.affine[:3, :3].T + ref.affine[:3, 3]
-    src_ijk = (world - src.affine[:3, 3]) @ np.linalg.inv(src.affine[:3, :3]).T
-    out = ndimage.map_coordinates(np.asarray(src.dataobj, dtype=np.float32), src_ijk.T, order=order, mode="constant", cval=0.0)
-    return out.reshape(ref.shape[:3])
+    """Resample between two grids of the same (MNI) world space (nibabel, linear by default)."""
+    return np.asarray(resample_from_to(src, ref, order=order, mode="constant", cval=0.0).dataobj)
 
 
 def registration_accuracy(label: str, results: str | Path, bids_root: str | Path) -> dict:
@@ -228,8 +213,6 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
     Raises FileNotFoundError when the truth is absent (real data).
     """
     import ants
-
-    from tissuefate.preprocessing.registration import read
 
     label = validate_label(label)
     tp = truth_paths(bids_root, label)
@@ -278,7 +261,7 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
         true_les_img = nib.load(str(tp["infarct"]))
         true_les = np.asarray(true_les_img.dataobj) > 0
         our_les = _resample_mni(nib.load(str(ours)), true_les_img) >= 0.5
-        vml = abs(np.linalg.det(true_les_img.affine[:3, :3])) / 1000.0
+        vml = voxel_volume_ml(true_les_img)
         out.update(
             lesion_dice=round(dice(our_les, true_les), 4),
             true_lesion_ml=round(float(true_les.sum() * vml), 2),
