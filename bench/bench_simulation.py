@@ -1,9 +1,13 @@
-"""Seconds to simulate one patient, at the demo's and the paper's resolution.
+"""Speed of the simulator, and its calibration against the paper's real-data numbers.
 
-    .venv/bin/python bench/bench_simulation.py [n_patients]
+    .venv/bin/python bench/bench_simulation.py speed [n_patients]    # seconds per patient (demo, paper)
+    .venv/bin/python bench/bench_simulation.py calibrate [config]    # simulated vs paper (docs/simulation.md)
+    .venv/bin/python bench/bench_simulation.py figure [config]       # docs/img/simulated_patients.png
+
+Calibration simulates every included patient of the config's cohort in the truth MNI
+space (tissuefate.simulation.calibration) and prints the "simulated vs paper" table.
 """
 
-import copy
 import sys
 import tempfile
 import time
@@ -17,21 +21,50 @@ from tissuefate.simulation.anatomy import load_anatomy
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(n: int = 5) -> None:
+def speed(n: int = 5) -> None:
     for name in ("config.yaml", "paper.yaml"):
         config = yaml.safe_load((REPO / "config" / name).read_text())
         load_anatomy(config["simulation"]["mni_resolution_mm"])  # template loading is once per job
         with tempfile.TemporaryDirectory() as tmp:
             write_plan(config, tmp)
             labels = participant_labels(config["simulation"])[:n]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for label in labels:
                 simulate_participant(config, tmp, label)
             per = (time.perf_counter() - start) / len(labels)
+            per_cpu = (time.process_time() - cpu) / len(labels)
         sim = config["simulation"]
-        print(f"{name}: {per:.2f} s per patient (MNI grid {sim['mni_resolution_mm']} mm, "
+        print(f"{name}: {per:.2f} s wall, {per_cpu:.2f} s CPU per patient (MNI grid {sim['mni_resolution_mm']} mm, "
               f"native {sim['native_resolution_mm']} mm, {len(labels)} patients)")
 
 
+def calibrate(config_name: str = "config.yaml") -> None:
+    from tissuefate.simulation.calibration import calibration_table, markdown_table, measure_cohort
+
+    config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    start = time.perf_counter()
+    df = measure_cohort(config)
+    print(df.groupby("group")[["core_ml", "dwi_ml", "tmax6_ml", "final_ml", "mismatch", "final_outside_tmax6"]]
+          .median().round(2).to_string())
+    print(markdown_table(calibration_table(df)))
+    print(f"{len(df)} patients in {time.perf_counter() - start:.0f} s")
+
+
+def figure(config_name: str = "config.yaml") -> None:
+    from tissuefate.simulation.calibration import patients_figure
+
+    config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    out = REPO / "docs" / "img" / "simulated_patients.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    patients_figure(config, out)
+    print(out)
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    mode = sys.argv[1] if len(sys.argv) > 1 else "speed"
+    if mode == "figure":
+        figure(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
+    elif mode == "calibrate":
+        calibrate(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
+    else:
+        speed(int(sys.argv[2]) if len(sys.argv) > 2 else 5)

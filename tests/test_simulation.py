@@ -136,3 +136,146 @@ def test_sidecars_declare_what_the_pipeline_needs(simulated_bids):
     assert read_sidecar(files.baseline("b1000"))["DiffusionBValue"] == 1000.0
     description = json.loads((simulated_bids / "dataset_description.json").read_text())
     assert description["DatasetType"] == "raw" and description["BIDSVersion"]
+
+
+# ------------------------------------------------------------ real lesions, territories, DSC
+
+
+def _included_truth(root):
+    plan = pd.read_csv(root / "derivatives/simulation/plan.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
+    for _, row in plan[plan["simulated_exclusion"].isna()].iterrows():
+        label = row["participant_id"][4:]
+        truth = ParticipantFiles(root, label).truth_dir()
+        yield row, truth, label
+
+
+def _mask(path):
+    img = nib.load(path)
+    return np.asarray(img.dataobj) > 0, img.affine
+
+
+def test_lesions_are_real_library_shapes(simulated_bids):
+    """Undo the documented transform (mirror; the light deformation is left in): the baseline
+    lesion overlaps its SOOP source mask, and the final infarct keeps the non-reversed part."""
+    from tissuefate.simulation.library import load_library, sample_2mm
+    from tissuefate.simulation.lesion import lesion_source_points
+
+    lib = load_library()
+    n = 0
+    for row, truth, label in _included_truth(simulated_bids):
+        core, affine = _mask(truth / f"sub-{label}_space-{SPACE}_desc-core_mask.nii.gz")
+        final, _ = _mask(truth / f"sub-{label}_space-{SPACE}_desc-infarct_mask.nii.gz")
+        ijk = np.indices(core.shape, dtype=float)
+        world = np.einsum("ij,j...->i...", affine[:3, :3], ijk) + affine[:3, 3, None, None, None]
+        source = sample_2mm(lib.mask_2mm(int(row["lesion_index"])).astype(np.float32),
+                            lesion_source_points(world, bool(row["mirrored"]), None), order=1) >= 0.5
+        if source.sum() < 8:  # below a few voxels at 4 mm the shape is a blob whatever its source
+            continue
+        dice = 2 * (core & source).sum() / (core.sum() + source.sum())
+        assert dice > 0.6, (label, dice)
+        kept = (final & source).sum() / source.sum()
+        assert kept > (1.0 - float(row["reversal_fraction"])) * 0.75, (label, kept)
+        # Another library lesion of similar size does not fit: the shape is specific.
+        other = int(np.argsort(np.abs(lib.volume_ml - lib.volume_ml[int(row["lesion_index"])]))[1])
+        wrong = sample_2mm(lib.mask_2mm(other).astype(np.float32),
+                           lesion_source_points(world, bool(row["mirrored"]), None), order=1) >= 0.5
+        assert 2 * (core & wrong).sum() / (core.sum() + wrong.sum()) < dice
+        n += 1
+    assert n >= 8
+
+
+def test_hypoperfusion_lies_in_the_occluded_territory(simulated_bids):
+    from tissuefate.simulation.library import artery_labels, load_atlas_2mm, sample_2mm
+
+    atlas = load_atlas_2mm().astype(np.float32)
+    for row, truth, label in _included_truth(simulated_bids):
+        tmax_img = nib.load(truth / f"sub-{label}_space-{SPACE}_Tmax.nii.gz")
+        tmax6 = np.asarray(tmax_img.dataobj) > 6.0
+        ijk = np.indices(tmax6.shape, dtype=float)
+        world = np.einsum("ij,j...->i...", tmax_img.affine[:3, :3], ijk) + tmax_img.affine[:3, 3, None, None, None]
+        labels = sample_2mm(atlas, world, order=0)
+        sides = ("left", "right") if row["side"] == "bilateral" else (row["side"],)
+        territory = np.isin(labels, [lab for s in sides for lab in artery_labels(row["artery"], s)])
+        territory = ndimage.binary_dilation(territory, iterations=1)  # one voxel of grid tolerance
+        assert tmax6.sum() > 0, label
+        assert (tmax6 & territory).sum() / tmax6.sum() > 0.9, (label, row["artery"])
+        # The hypoperfusion is as large as planned (calibrated to the paper's volumes).
+        ml = tmax6.sum() * abs(np.linalg.det(tmax_img.affine[:3, :3])) / 1000
+        assert ml == pytest.approx(float(row["tmax6_target_ml"]), rel=0.05, abs=0.2), label
+
+
+def test_thresholds_are_imperfect_for_physiological_reasons(simulated_bids):
+    """Benign oligaemia (Tmax > 6 s tissue that survives) and infarct growth beyond the baseline
+    Tmax > 6 s region both happen in minimal reperfusion; ADC < 620 misses the lesion's rim."""
+    survived, outside, missed_rim = [], [], []
+    for row, truth, label in _included_truth(simulated_bids):
+        tmax6 = np.asarray(nib.load(truth / f"sub-{label}_space-{SPACE}_Tmax.nii.gz").dataobj) > 6.0
+        adc = np.asarray(nib.load(truth / f"sub-{label}_space-{SPACE}_ADC.nii.gz").dataobj)
+        core, _ = _mask(truth / f"sub-{label}_space-{SPACE}_desc-core_mask.nii.gz")
+        final, _ = _mask(truth / f"sub-{label}_space-{SPACE}_desc-infarct_mask.nii.gz")
+        missed_rim.append(((adc >= 620) & core).sum() / max(core.sum(), 1))
+        if row["simulated_group"] == "minimal":
+            survived.append((tmax6 & ~final).sum() / tmax6.sum())
+            outside.append((final & ~tmax6).sum() / max(final.sum(), 1))
+    assert min(survived) > 0.05 and max(outside) > 0.05
+    assert np.median(missed_rim) > 0.05
+
+
+def _dsc_case():
+    cbf = np.array([58.0, 22.0, 40.0, 15.0, 30.0, 8.0])
+    cbv = np.array([4.2, 2.0, 4.5, 2.4, 3.8, 1.5])
+    tmax = np.array([0.4, 0.4, 3.0, 6.5, 8.0, 10.0])
+    shape = (cbf.size, 1, 1)
+    maps = {"CBF": cbf.reshape(shape), "CBV": cbv.reshape(shape), "Tmax": tmax.reshape(shape),
+            "brain": np.ones(shape, dtype=np.float32)}
+    coords = np.zeros((3,) + shape)
+    coords[0] = np.linspace(20, 40, cbf.size).reshape(shape)
+    return maps, coords
+
+
+@pytest.mark.parametrize("site_index", [0, 1, 2])
+def test_dsc_series_reproduces_true_maps_by_indicator_dilution(site_index):
+    """Noise-free: Delta R2* = -ln(S/S0)/TE; CBV = sum C / sum AIF; true Tmax = delay + residue peak."""
+    from tissuefate.simulation.dsc import residue_peak_time, simulate_dsc
+    from tissuefate.simulation.protocol import SITES
+
+    maps, coords = _dsc_case()
+    series, truth = simulate_dsc(maps, coords, SITES[site_index], np.random.default_rng(1), noise=False,
+                                 lesion_side="left")
+    te = series.sidecar["EchoTime"]
+    signal = series.signal.reshape(-1, series.signal.shape[-1]).astype(float)
+    assert np.all(signal[:, 0] > 1.3 * signal[:, 1])  # the non-steady-state first frame
+    s0 = signal[:, 1:5].mean(axis=1, keepdims=True)
+    r2 = -np.log(signal[:, 1:] / s0) / te
+    aif_voxel = np.ravel_multi_index(tuple(np.array(truth.aif["voxels_ijk"][0])), maps["CBF"].shape)
+    aif = r2[aif_voxel]
+    np.testing.assert_allclose(aif, truth.aif["delta_r2star_per_s"][1:], rtol=1e-4, atol=1e-3)
+    tissue = [i for i in range(signal.shape[0]) if i not in [np.ravel_multi_index(tuple(v), maps["CBF"].shape)
+                                                             for v in truth.aif["voxels_ijk"]]]
+    cbv = r2[tissue].sum(axis=1) / aif.sum() * 100
+    np.testing.assert_allclose(cbv, maps["CBV"].ravel()[tissue], rtol=0.03)
+    mtt = truth.maps["MTT"].ravel()
+    np.testing.assert_allclose(mtt, 60 * maps["CBV"].ravel() / maps["CBF"].ravel(), rtol=1e-5)
+    tmax = truth.maps["delay"].ravel() + residue_peak_time(mtt, truth.maps["dispersion"].ravel())
+    np.testing.assert_allclose(tmax[2:], maps["Tmax"].ravel()[2:], rtol=1e-4)
+
+
+def test_every_perfusion_study_has_a_raw_dsc_series(simulated_bids):
+    from tissuefate.simulation.simulate import dsc_path
+
+    n = 0
+    for label in participant_labels(load_config("ci.yaml")["simulation"]):
+        files = ParticipantFiles(simulated_bids, label)
+        for session, maps in (("baseline", files.baseline("Tmax")), ("followup", files.tmax_followup)):
+            if not maps.exists():
+                continue
+            path = dsc_path(files, session)
+            img = nib.load(path)
+            assert img.ndim == 4 and img.shape[:3] == nib.load(maps).shape
+            sidecar = read_sidecar(path)
+            assert 0.02 <= sidecar["EchoTime"] <= 0.05 and 1.0 <= sidecar["RepetitionTime"] <= 2.0
+            assert img.header.get_zooms()[3] == pytest.approx(sidecar["RepetitionTime"])
+            truth = files.truth_dir() / f"sub-{label}_ses-{session}_desc-aif_dsc.json"
+            assert len(json.loads(truth.read_text())["voxels_ijk"]) > 0
+            n += 1
+    assert n > 10

@@ -77,9 +77,108 @@ def sample_clinical(rng: np.random.Generator, group: str) -> dict:
     }
 
 
+# Per group, paper Table 1: baseline DWI and Tmax > 6 s lesion volumes, median (IQR), mL.
+PAPER_VOLUMES = {
+    "minimal": dict(dwi=(20, 6, 63), tmax=(98, 48, 158)),
+    "major": dict(dwi=(17, 6, 43), tmax=(115, 71, 160)),
+    "partial": dict(dwi=(31, 16, 83), tmax=(126, 66, 188)),
+    "unknown": dict(dwi=(31, 13, 61), tmax=(123, 80, 171)),
+}
+VOLUME_CORRELATION = 0.8  # of log DWI and log Tmax volumes (large cores come with large hypoperfusion)
+CORE_PER_ADC_VOLUME = 1.35
+MISMATCH_MIN = 1.2  # Tmax > 6 s volume at least this times the DWI volume
+
+
+def _log_quantile(z: float, median: float, q1: float, q3: float) -> float:
+    """Split log-normal with the given median and quartiles, at standard normal deviate z."""
+    spread = np.log(q3 / median) if z > 0 else np.log(median / q1)
+    return float(median * np.exp(z * spread / 0.6745))
+
+
+def sample_volumes(rng: np.random.Generator, group: str) -> tuple[float, float]:
+    """Baseline DWI and Tmax > 6 s volumes (mL) drawn from the paper's per-group quartiles."""
+    v = PAPER_VOLUMES.get(group, PAPER_VOLUMES["partial"])
+    z1 = rng.standard_normal()
+    z2 = VOLUME_CORRELATION * z1 + np.sqrt(1 - VOLUME_CORRELATION**2) * rng.standard_normal()
+    dwi = float(np.clip(_log_quantile(z1, *v["dwi"]), 1.0, 250.0))
+    tmax = float(np.clip(_log_quantile(z2, *v["tmax"]), 10.0, 400.0))
+    return dwi, max(tmax, MISMATCH_MIN * dwi + 5.0)
+
+
+def pick_lesion(volume_ml: float, used: set[int]) -> int:
+    """The library lesion closest in log-volume to ``volume_ml``, unused in this cohort if possible."""
+    from tissuefate.simulation.library import load_library
+
+    lib = load_library()
+    order = np.argsort(np.abs(np.log(lib.volume_ml) - np.log(volume_ml)), kind="stable")
+    for i in order[:12]:
+        if int(i) not in used:
+            return int(i)
+    return int(order[0])
+
+
+def occluded_artery(lesion_index: int, tmax_ml: float) -> tuple[str, float]:
+    """The lesion's artery, taken more proximal until the Tmax volume fits 80 % of its territory."""
+    from tissuefate.simulation.library import PROXIMAL, artery_labels, load_atlas_2mm, load_library
+
+    artery = str(load_library().artery[lesion_index])
+    atlas = load_atlas_2mm()
+    while True:
+        capacity = 0.8 * np.isin(atlas, artery_labels(artery, "left")).sum() * 0.008
+        if tmax_ml <= capacity or PROXIMAL[artery] == artery:
+            return artery, float(min(tmax_ml, capacity))
+        artery = PROXIMAL[artery]
+
+
+def reperfusion_of(prng: np.random.Generator, group: str) -> tuple[float, float]:
+    """Target 4-24 h reperfusion rate (percent) and the reperfusion fraction r driving the infarct."""
+    if group == "minimal":
+        rate = float(prng.uniform(*RATE_RANGES["minimal"]))
+        return rate, float(np.clip(rate / 100.0, 0, 0.15))
+    if group == "partial":
+        rate = float(prng.uniform(*RATE_RANGES["partial"]))
+        return rate, rate / 100.0
+    if group == "major":
+        rate = 100.0 if prng.random() < 0.5 else float(prng.uniform(*RATE_RANGES["major"]))
+        return rate, min(rate / 100.0, 1.0)
+    # unknown: reperfusion happened to some degree, but no 4-24 h study shows it
+    return float("nan"), float(prng.uniform(0, 1))
+
+
+def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dict, used: set[int]) -> dict:
+    """Lesion, artery, side, collaterals, volumes and reperfusion of one planned patient."""
+    from tissuefate.simulation.library import load_library
+
+    lib = load_library()
+    dwi_ml, tmax_ml = sample_volumes(prng, group if group != "n/a" else "partial")
+    if reason == "complete_reperfusion_at_baseline":
+        dwi_ml, tmax_ml = 2.0, 0.0
+    # ADC < 620 (the paper's DWI volume) misses the lesion's rim: the library lesion is larger.
+    index = pick_lesion(dwi_ml * CORE_PER_ADC_VOLUME, used)
+    used.add(index)
+    mirrored = bool(prng.random() < 0.5)
+    hemisphere = str(lib.hemisphere[index])
+    side = ("left" if hemisphere == "L" else "right") if not mirrored else ("right" if hemisphere == "L" else "left")
+    if prng.random() < sim_cfg["fraction_bilateral"]:
+        side = "bilateral"
+    artery, tmax_ml = occluded_artery(index, tmax_ml)
+    collateral = float(prng.beta(2.0, 2.0))
+    rate, r = reperfusion_of(prng, group)
+    # Without reperfusion, the share of the penumbra that dies falls with collateral grade.
+    penumbra_loss = float(np.clip(1.0 - 0.9 * collateral + 0.3 * prng.standard_normal(), 0.02, 1.0))
+    early_growth = float(min(prng.beta(0.6, 3.5), penumbra_loss))  # skewed (Wheeler et al. 2015)
+    reversal = float(prng.uniform(0.1, 0.6)) if (r >= 0.8 and prng.random() < 0.5) else 0.0
+    return dict(
+        side=side, lesion_index=index, lesion_source=str(lib.participant[index]), mirrored=mirrored,
+        artery=artery, collateral=round(collateral, 4), planned_dwi_ml=round(dwi_ml, 2),
+        tmax6_target_ml=round(tmax_ml, 2), penumbra_loss=round(penumbra_loss, 4),
+        early_growth=round(early_growth, 4),
+        reversal_fraction=round(reversal, 4), target_reperfusion_rate=rate, reperfusion_fraction=round(r, 4),
+    )
+
+
 def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
     """One row per simulated participant: intended group or exclusion, site, lesion knobs."""
-    from tissuefate.simulation.lesion import TERRITORIES
     from tissuefate.simulation.protocol import SITES
 
     rng = np.random.default_rng([seed, 0])
@@ -94,42 +193,20 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
     n_other = int(round(sim_cfg["fraction_other_followup"] * len(intended)))
     other_idx = set(rng.choice([i for i, r in enumerate(rows) if r["simulated_exclusion"] == "n/a"],
                                size=min(n_other, len(intended)), replace=False).tolist()) if n_other else set()
-    plan = []
-    territories = list(TERRITORIES)
+    plan: list[dict] = []
+    used: set[int] = set()
     for i, row in enumerate(rows):
         prng = np.random.default_rng([seed, 1, i])
         group = row["simulated_group"]
-        reason = row["simulated_exclusion"]
-        clinical_group = group if group != "n/a" else "partial"
         entry = {
             "participant_id": f"sub-{i + 1:0{width}d}",
             "site": SITES[int(prng.integers(len(SITES)))].name,
             **row,
-            **sample_clinical(prng, clinical_group),
+            **sample_clinical(prng, group if group != "n/a" else "partial"),
         }
-        side = "bilateral" if prng.random() < sim_cfg["fraction_bilateral"] else str(prng.choice(["left", "right"]))
-        collateral = float(prng.beta(2.0, 2.0))
-        if group == "minimal":
-            rate = float(prng.uniform(*RATE_RANGES["minimal"]))
-            reperfusion_fraction = float(np.clip(rate / 100.0, 0, 0.15))
-        elif group == "partial":
-            rate = float(prng.uniform(*RATE_RANGES["partial"]))
-            reperfusion_fraction = rate / 100.0
-        elif group == "major":
-            rate = 100.0 if prng.random() < 0.5 else float(prng.uniform(*RATE_RANGES["major"]))
-            reperfusion_fraction = min(rate / 100.0, 1.0)
-        else:  # unknown: reperfusion happened to some degree, but no 4-24 h study shows it
-            rate = float("nan")
-            reperfusion_fraction = float(prng.uniform(0, 1))
+        entry.update(lesion_plan(prng, group, row["simulated_exclusion"], sim_cfg, used))
         entry.update(
-            side=side,
-            territory=str(prng.choice(territories, p=[0.5, 0.25, 0.25])),
-            collateral=round(collateral, 4),
             onset_to_imaging_h=round(float(np.clip(prng.lognormal(np.log(5.0), 0.5), 1.0, 23.0)), 2),
-            severity_scale=round(float(prng.uniform(0.9, 1.15)), 4),
-            radius_scale=round(float(prng.uniform(0.8, 1.1)), 4),
-            target_reperfusion_rate=rate,
-            reperfusion_fraction=round(reperfusion_fraction, 4),
             followup="flair_30d" if i in other_idx else "flair_3to7d",
             ischemic_stroke_confirmed="yes",
             pwi_quality="good",
@@ -137,24 +214,31 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
             has_followup_perfusion=group in ("minimal", "partial", "major"),
             has_final=True,
         )
-        if reason == "no_confirmed_stroke":
-            # A stroke mimic: no occlusion, nothing at follow-up.
-            entry.update(ischemic_stroke_confirmed="no", severity_scale=0.0, has_followup_perfusion=False)
-        elif reason == "no_baseline_pwi_dwi":
-            # Half lack the perfusion study, half have one rated poor.
-            if sum(1 for e in plan if e["simulated_exclusion"] == reason) % 2 == 0:
-                entry.update(has_baseline_perfusion=False)
-            else:
-                entry.update(pwi_quality="poor")
-            entry.update(has_followup_perfusion=False)
-        elif reason == "no_usable_followup":
-            entry.update(has_final=False, has_followup_perfusion=bool(prng.random() < 0.5),
-                         target_reperfusion_rate=float(prng.uniform(0, 100)))
-        elif reason == "complete_reperfusion_at_baseline":
-            # The vessel reopened before imaging: a mild delay (no Tmax > 6 s) and a small core.
-            entry.update(severity_scale=0.22, has_followup_perfusion=False)
+        apply_exclusion(entry, row["simulated_exclusion"], prng, plan)
         plan.append(entry)
     return pd.DataFrame(plan)
+
+
+def apply_exclusion(entry: dict, reason: str, prng: np.random.Generator, plan: list[dict]) -> None:
+    """Change a planned patient so that the pipeline must exclude it for ``reason``."""
+    if reason == "no_confirmed_stroke":
+        # A stroke mimic: no occlusion, nothing at follow-up.
+        entry.update(ischemic_stroke_confirmed="no", lesion_index=-1, lesion_source="n/a",
+                     tmax6_target_ml=0.0, has_followup_perfusion=False)
+    elif reason == "no_baseline_pwi_dwi":
+        # Half lack the perfusion study, half have one rated poor.
+        if sum(1 for e in plan if e["simulated_exclusion"] == reason) % 2 == 0:
+            entry.update(has_baseline_perfusion=False)
+        else:
+            entry.update(pwi_quality="poor")
+        entry.update(has_followup_perfusion=False)
+    elif reason == "no_usable_followup":
+        entry.update(has_final=False, has_followup_perfusion=bool(prng.random() < 0.5),
+                     target_reperfusion_rate=float(prng.uniform(0, 100)))
+    elif reason == "complete_reperfusion_at_baseline":
+        # The vessel reopened before imaging: a mild delay (no Tmax > 6 s) and a small lesion.
+        entry.update(tmax6_target_ml=0.0, penumbra_loss=0.0, early_growth=0.0,
+                     has_followup_perfusion=False)
 
 
 PARTICIPANT_COLUMNS = (

@@ -1,28 +1,25 @@
-"""The lesion model, in MNI space (equations in docs/simulation.md).
+"""The lesion model, in MNI space (equations and sources in docs/simulation.md).
 
-An occluded MCA-like territory gets a hypoperfusion severity s in [0, 1] that is worst at
-its centre and milder where collaterals are good. Perfusion maps follow from s; the core
-is where s exceeds a vulnerability threshold that falls with time since onset and is
-lower in grey matter. The final infarct is the core plus the part of the hypoperfused
-tissue that dies, which depends non-linearly on CBF, collaterals, tissue type and the
-reperfusion achieved, with spatially smooth noise.
+The baseline DWI lesion is a real acute lesion of the SOOP library (mirrored or not,
+lightly deformed). The occluded artery's territory (JHU atlas) holds the hypoperfusion:
+a severity s in [0, 1] that falls with distance from the lesion, irregular, deeper with
+poor collaterals, scaled to the patient's Tmax > 6 s volume. The final infarct is the
+lesion (less DWI reversal after major reperfusion) plus the hypoperfused tissue that
+dies before reperfusion: it grows from the lesion along a death score with its own
+noise, so it leaves part of Tmax > 6 s alive (benign oligaemia) and takes tissue
+outside it (growth beyond the baseline Tmax > 6 s region).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from scipy import ndimage
 
 from tissuefate.simulation.anatomy import Anatomy, smooth_noise
-
-# MCA-like territories in MNI RAS mm for the left hemisphere (x is mirrored for the right):
-# centre and ellipsoid radii. M1: the whole territory; M2: one division.
-TERRITORIES = {
-    "M1": ((-38.0, -12.0, 10.0), (30.0, 48.0, 34.0)),
-    "M2_superior": ((-40.0, -4.0, 26.0), (28.0, 42.0, 28.0)),
-    "M2_inferior": ((-44.0, -26.0, 2.0), (26.0, 42.0, 28.0)),
-}
+from tissuefate.simulation.library import artery_labels, load_atlas_2mm, load_library, sample_2mm
 
 # Normal tissue values (GM, WM, CSF) for mixing by partial volume.
 CBF_ML_100G_MIN = (58.0, 22.0, 0.0)
@@ -31,29 +28,41 @@ ADC_UM2_PER_S = (820.0, 720.0, 3000.0)
 B0_SIGNAL = (620.0, 480.0, 1500.0)
 FLAIR_SIGNAL = (1.0, 0.78, 0.18)
 TMAX_NORMAL_S = 0.4
+SEVERITY_AT_6S = float((5.6 / 23.6) ** 0.8)  # tmax_from_severity(SEVERITY_AT_6S) == 6 s
+# Below this severity no voxel reaches Tmax 6 s (complete reperfusion before imaging).
+SUBTHRESHOLD_SEVERITY = 0.29
+
+LESION_DEFORMATION_SIGMA_MM = 15.0
+HYPOPERFUSION_LENGTH_MM = 15.0  # lambda: distance from the lesion per unit of perfusion score
+HYPOPERFUSION_NOISE = 1.0  # a: amplitude of the perfusion score's smooth noise (sigma 8 mm)
+DEATH_LENGTH_MM = 12.0  # lambda_F of the death score
+DEATH_NOISE = 1.6  # b: amplitude of the death score's own smooth noise (sigma 6 mm)
+DEATH_GM_BONUS = 0.5  # grey matter dies first
+REVERSAL_NOISE = 0.5  # of the reversal score -depth + noise
 
 
 @dataclass
 class LesionParams:
-    side: str  # left, right or bilateral
-    territory: str
+    side: str  # left, right or bilateral (where the simulated lesion lies)
+    lesion_index: int  # row of the lesion library, -1 for none (stroke mimic)
+    mirrored: bool  # x -> -x applied to the library lesion
+    artery: str  # occluded artery (ICA, M1, M2_superior, M2_inferior, ACA, PCA)
     collateral: float  # 0 poor .. 1 good
-    onset_to_imaging_h: float
-    severity_scale: float  # < 0.3 makes a baseline Tmax lesion vanish (complete reperfusion)
-    reperfusion_fraction: float  # 0 none .. 1 complete, drives the final infarct
-    centre_jitter_mm: tuple[float, float, float]
-    radius_scale: float
-    # A small infarct that exists whatever the severity (a vessel that reopened before
-    # imaging still leaves a small core): the most severe voxels up to this volume.
-    guaranteed_infarct_ml: float = 0.0
+    tmax6_target_ml: float  # baseline Tmax > 6 s volume (0: complete reperfusion before imaging)
+    penumbra_loss: float  # f0: share of Tmax > 6 s tissue outside the lesion that dies without reperfusion
+    reperfusion_fraction: float  # r: 0 none .. 1 complete
+    reversal_fraction: float  # share of the DWI lesion that recovers (major reperfusion only)
+    early_growth: float = 0.0  # share of the penumbra lost before any reperfusion
+    deformation_mm: float = 2.0
 
 
 @dataclass
 class LesionMaps:
     severity: np.ndarray  # s in [0, 1]
-    core: np.ndarray  # bool
+    core: np.ndarray  # bool: the baseline DWI lesion
     core_depth: np.ndarray  # 0..1 inside the core
     final_infarct: np.ndarray  # bool
+    territory: np.ndarray  # bool: the occluded artery's territory
     tmax_s: np.ndarray
     mtt_s: np.ndarray
     cbf: np.ndarray
@@ -68,95 +77,166 @@ def _mix(anat: Anatomy, values: tuple[float, float, float]) -> np.ndarray:
 
 
 def tmax_from_severity(severity: np.ndarray) -> np.ndarray:
-    """Tmax (s) rises steeply with severity: s = 0.3 gives about 6 s, s = 1 gives 24 s."""
+    """Tmax (s) rises steeply with severity: s = 0.317 gives 6 s, s = 1 gives 24 s."""
     return (TMAX_NORMAL_S + 23.6 * np.power(np.clip(severity, 0, 1), 1.25)).astype(np.float32)
 
 
-def severity_map(anat: Anatomy, p: LesionParams, rng: np.random.Generator) -> np.ndarray:
-    xyz = anat.world_coordinates()
-    centre, radii = TERRITORIES[p.territory]
-    sides = ("left", "right") if p.side == "bilateral" else (p.side,)
-    distortion = smooth_noise(rng, anat.shape, 12.0 / anat.resolution_mm)
-    severity = np.zeros(anat.shape, dtype=np.float32)
-    for side in sides:
-        sign = -1.0 if side == "left" else 1.0
-        c = np.array([abs(centre[0]) * sign, centre[1], centre[2]]) + np.array(p.centre_jitter_mm)
-        r = np.array(radii) * p.radius_scale
-        d = np.sqrt(sum(((xyz[i] - c[i]) / r[i]) ** 2 for i in range(3)))
-        d = d * (1.0 + 0.12 * distortion)
-        hemisphere = (xyz[0] * sign) > 1.0
-        # Good collaterals keep the periphery milder; poor ones leave a severe, wide lesion.
-        s = np.clip(1.0 - d, 0, 1) ** (0.4 + 0.5 * p.collateral) * (1.2 - 0.45 * p.collateral)
-        severity = np.maximum(severity, np.where(hemisphere, s, 0).astype(np.float32))
-    severity = severity + 0.06 * smooth_noise(rng, anat.shape, 6.0 / anat.resolution_mm) * (severity > 0)
-    severity = np.clip(severity * p.severity_scale, 0, 1) * anat.brain
-    return severity.astype(np.float32)
+def lesion_source_points(world: np.ndarray, mirrored: bool, displacement: np.ndarray | None) -> np.ndarray:
+    """The documented transform: a simulated voxel at x shows the library lesion at m(x) + u(x)."""
+    src = world.copy()
+    if mirrored:
+        src[0] = -src[0]
+    if displacement is not None:
+        src = src + displacement
+    return src
+
+
+def place_lesion(anat: Anatomy, index: int, mirrored: bool, rng: np.random.Generator,
+                 deformation_mm: float) -> np.ndarray:
+    """Library lesion ``index`` on the anatomy's grid (bool), mirrored and lightly deformed."""
+    mask = load_library().mask_2mm(index).astype(np.float32)
+    world = anat.world_coordinates()
+    u = smooth_noise(rng, anat.shape, LESION_DEFORMATION_SIGMA_MM / anat.resolution_mm, n=3) * (deformation_mm / np.sqrt(3))
+    # Average the 2 mm mask over the coarser voxel before sampling (partial volume).
+    sigma = max(anat.resolution_mm / 2.0 - 1.0, 0.0) * 0.5
+    smooth = ndimage.gaussian_filter(mask, sigma) if sigma > 0 else mask
+    fraction = sample_2mm(smooth, lesion_source_points(world, mirrored, u), order=1)
+    lesion = fraction >= 0.5
+    if not lesion.any():  # a lesion smaller than one voxel keeps its most covered voxel
+        lesion.flat[int(np.argmax(fraction))] = True
+    return lesion & anat.brain
+
+
+@lru_cache(maxsize=4)
+def _atlas_on_grid(resolution_mm: float, shape: tuple[int, int, int], affine_bytes: bytes) -> np.ndarray:
+    affine = np.frombuffer(affine_bytes).reshape(4, 4)
+    ijk = np.indices(shape, dtype=np.float64)
+    world = np.einsum("ij,j...->i...", affine[:3, :3], ijk) + affine[:3, 3, None, None, None]
+    return sample_2mm(load_atlas_2mm().astype(np.float32), world, order=0).astype(np.int16)
+
+
+def territory_mask(anat: Anatomy, artery: str, sides: tuple[str, ...]) -> np.ndarray:
+    atlas = _atlas_on_grid(anat.resolution_mm, anat.shape, np.ascontiguousarray(anat.affine).tobytes())
+    labels = [label for side in sides for label in artery_labels(artery, side)]
+    return np.isin(atlas, labels) & anat.brain
+
+
+def _top_voxels(score: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` eligible voxels of highest score (stable for ties)."""
+    out = np.zeros(score.shape, dtype=bool)
+    idx = np.flatnonzero(eligible)
+    n = int(min(max(n, 0), idx.size))
+    if n:
+        order = np.argsort(-score.ravel()[idx], kind="stable")[:n]
+        out.flat[idx[order]] = True
+    return out
+
+
+def hypoperfusion_severity(anat: Anatomy, core: np.ndarray, territory: np.ndarray, p: LesionParams,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Severity s: Tmax > 6 s exactly on the ``tmax6_target_ml`` voxels of highest perfusion score
+
+    score = -d_lesion / lambda + a xi - d_territory / 3 mm; s = s6 + k (score - tau),
+    k = 0.06 + 0.12 (1 - c): poor collaterals make the hypoperfusion deeper.
+    """
+    res = anat.resolution_mm
+    d_lesion = ndimage.distance_transform_edt(~core, sampling=res) if core.any() else np.full(anat.shape, 60.0)
+    region = territory | ndimage.binary_dilation(core, iterations=1)
+    d_territory = ndimage.distance_transform_edt(~region, sampling=res)
+    score = -d_lesion / HYPOPERFUSION_LENGTH_MM + HYPOPERFUSION_NOISE * smooth_noise(rng, anat.shape, 8.0 / res)
+    score = score - d_territory / 3.0
+    voxel_ml = res**3 / 1000.0
+    n = int(round(p.tmax6_target_ml / voxel_ml))
+    if n <= 0:  # complete reperfusion before imaging: a mild delay only
+        s = np.clip(SUBTHRESHOLD_SEVERITY - 0.05 * d_lesion / HYPOPERFUSION_LENGTH_MM - d_territory / 30.0, 0, SUBTHRESHOLD_SEVERITY)
+        return (s * anat.brain).astype(np.float32)
+    values = np.sort(score[anat.brain])[::-1]
+    tau = 0.5 * (values[min(n, values.size) - 1] + values[min(n, values.size - 1)])
+    k = 0.06 + 0.12 * (1.0 - p.collateral)
+    s = np.clip(SEVERITY_AT_6S + k * (score - tau), 0, 1)
+    s = np.where(core, np.maximum(s, 0.6 + 0.3 * (1.0 - p.collateral)), s)
+    return (s * anat.brain).astype(np.float32)
+
+
+def core_depth_map(anat: Anatomy, core: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """0 at the lesion's rim, 1 deep inside (6 mm), with smooth noise: it sets the ADC drop."""
+    if not core.any():
+        return np.zeros(anat.shape, dtype=np.float32)
+    inside = ndimage.distance_transform_edt(core, sampling=anat.resolution_mm)
+    depth = (inside - 0.5 * anat.resolution_mm) / 6.0 + 0.45 * smooth_noise(rng, anat.shape, 4.0 / anat.resolution_mm)
+    return np.where(core, np.clip(depth, 0, 1), 0).astype(np.float32)
+
+
+def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndarray, territory: np.ndarray,
+                  p: LesionParams, rng: np.random.Generator) -> np.ndarray:
+    """(core less DWI reversal) union the top-n voxels of the death score in the territory.
+
+    n = [g + (f0 - g)(1 - r^1.5)] |Tmax > 6 s \\ core|; death score = -d_lesion / lambda_F + b xi' + 0.5 f_GM.
+    """
+    res = anat.resolution_mm
+    tissue = anat.brain & (anat.csf < 0.6)
+    n_reversed = int(round(p.reversal_fraction * core.sum()))
+    # The shallower part of the lesion recovers, but ADC predicts reversal only loosely.
+    reversal_score = -depth + REVERSAL_NOISE * smooth_noise(rng, anat.shape, 4.0 / res)
+    reversed_ = _top_voxels(reversal_score, core, n_reversed)
+    survivors = core & ~reversed_
+    penumbra = (tmax_from_severity(s) > 6.0) & ~core
+    # Before reperfusion the core grows (imaging-to-reperfusion time); afterwards only
+    # unreperfused tissue keeps dying.
+    loss = p.early_growth + (p.penumbra_loss - p.early_growth) * (1.0 - p.reperfusion_fraction**1.5)
+    n_die = int(round(max(loss, 0.0) * penumbra.sum()))
+    if n_die == 0 or not core.any():
+        return survivors & tissue
+    d_lesion = ndimage.distance_transform_edt(~core, sampling=res)
+    gm = anat.gm / np.maximum(anat.gm + anat.wm, 1e-3)
+    death = -d_lesion / DEATH_LENGTH_MM + DEATH_NOISE * smooth_noise(rng, anat.shape, 6.0 / res) + DEATH_GM_BONUS * gm
+    eligible = (territory | penumbra) & tissue & ~core
+    return (survivors | _top_voxels(death, eligible, n_die)) & tissue
+
+
+def perfusion_maps(anat: Anatomy, s: np.ndarray, collateral: float) -> dict[str, np.ndarray]:
+    """CBF, CBV, MTT (central volume theorem) and Tmax from the severity."""
+    cbf_rel = np.clip(1.0 - 0.92 * np.power(s, 1.3) * (1.3 - 0.6 * collateral), 0.03, 1.0)
+    cbv_rel = 1.0 + (0.15 + 0.6 * collateral) * s - 1.25 * np.power(s, 2.5)  # autoregulatory rise, then collapse
+    cbf = _mix(anat, CBF_ML_100G_MIN) * cbf_rel * anat.brain
+    cbv = _mix(anat, CBV_ML_100G) * np.clip(cbv_rel, 0.05, None) * anat.brain
+    mtt = np.where(cbf > 0.5, 60.0 * cbv / np.maximum(cbf, 1e-3), 0.0)
+    return {
+        "cbf": cbf.astype(np.float32),
+        "cbv": cbv.astype(np.float32),
+        "mtt": (np.clip(mtt, 0, 30.0) * anat.brain).astype(np.float32),
+        "tmax": (tmax_from_severity(s) * anat.brain).astype(np.float32),
+    }
+
+
+def place_core(anat: Anatomy, p: LesionParams, rng: np.random.Generator) -> np.ndarray:
+    if p.lesion_index < 0:
+        return np.zeros(anat.shape, dtype=bool)
+    core = place_lesion(anat, p.lesion_index, p.mirrored, rng, p.deformation_mm)
+    if p.side == "bilateral":
+        core |= place_lesion(anat, p.lesion_index, not p.mirrored, rng, p.deformation_mm)
+    return core
 
 
 def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) -> LesionMaps:
-    s = severity_map(anat, p, rng)
-    gm_frac = anat.gm / np.maximum(anat.gm + anat.wm, 1e-3)
-
-    # Perfusion. Central volume theorem: MTT = CBV / CBF (x60 for s with CBF per minute).
-    # Collaterals keep flow (CBF) and volume (CBV) up for the same delay (Tmax): good
-    # collaterals deliver late but enough blood. This makes them visible in the maps.
-    cbf_rel = np.clip(1.0 - 0.92 * np.power(s, 1.3) * (1.3 - 0.6 * p.collateral), 0.03, 1.0)
-    cbv_rel = 1.0 + (0.15 + 0.6 * p.collateral) * s - 1.25 * np.power(s, 2.5)  # autoregulatory rise, then collapse
-    cbf = _mix(anat, CBF_ML_100G_MIN) * cbf_rel
-    cbv = _mix(anat, CBV_ML_100G) * np.clip(cbv_rel, 0.05, None)
-    mtt = np.where(cbf > 0.5, 60.0 * cbv / np.maximum(cbf, 1e-3), 0.0)
-    mtt = np.clip(mtt, 0, 30.0) * anat.brain
-    tmax = tmax_from_severity(s) * anat.brain
-
-    # Core: tissue whose severity passed a threshold that falls with time since onset;
-    # grey matter is more vulnerable (lower threshold) than white matter.
-    hours = max(p.onset_to_imaging_h, 0.5)
-    threshold = 0.72 - 0.08 * np.log(hours / 3.0) - 0.06 * gm_frac
-    threshold = threshold + 0.05 * smooth_noise(rng, anat.shape, 5.0 / anat.resolution_mm)
-    threshold = np.clip(threshold, 0.45, 0.97)
-    core_depth = np.clip((s - threshold) / np.maximum(1.0 - threshold, 1e-3), 0, 1)
-    core = (s > threshold) & anat.brain & (anat.csf < 0.6)
-    core_depth = np.where(core, core_depth, 0).astype(np.float32)
-
-    # Final infarct. Hypoperfused tissue dies by a non-linear function of its CBF deficit
-    # (which carries the collaterals) and tissue type; reperfusion salvages most of it.
-    r = float(np.clip(p.reperfusion_fraction, 0, 1))
-    deficit = np.clip(1.0 - cbf_rel, 0, 1)
-    risk = np.power(deficit, 0.6) + 0.10 * gm_frac
-    # Salvage grows faster than linearly with reperfusion: partial reperfusion saves less.
-    risk = risk * (1.0 - 0.85 * r**1.2) * (s > 0.05)
-    risk = risk + 0.09 * smooth_noise(rng, anat.shape, 4.0 / anat.resolution_mm)
-    penumbra_dies = risk > 0.5
-    core_survives = rng.random(anat.shape) < 0.02  # rare core reversal
-    final = ((core & ~core_survives) | penumbra_dies) & anat.brain & (anat.csf < 0.6)
-
-    if p.guaranteed_infarct_ml > 0:
-        k = int(np.ceil(p.guaranteed_infarct_ml / (anat.resolution_mm**3 / 1000.0)))
-        eligible = np.where(anat.brain & (anat.csf < 0.6), s, -1.0).ravel()
-        extra = np.zeros(anat.shape, dtype=bool)
-        extra.flat[np.argsort(eligible, kind="stable")[-k:]] = True
-        core_depth = np.where(extra & ~core, 0.5, core_depth).astype(np.float32)
-        core = core | extra
-        final = final | extra
-
-    # Diffusion: ADC falls with core depth; the shallow core stays above 620 x 10^-6 mm^2/s,
-    # so the clinical threshold misses part of it, as in real patients.
-    adc = _mix(anat, ADC_UM2_PER_S)
-    adc = adc * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.20 + 0.36 * core_depth), 1.0)
-    b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * core_depth, 1.0)
-
+    core = place_core(anat, p, rng)
+    sides = ("left", "right") if p.side == "bilateral" else (p.side,)
+    territory = territory_mask(anat, p.artery, sides)
+    if p.lesion_index < 0:  # a stroke mimic: no occlusion
+        s = np.zeros(anat.shape, dtype=np.float32)
+    else:
+        s = hypoperfusion_severity(anat, core, territory, p, rng)
+    depth = core_depth_map(anat, core, rng)
+    final = final_infarct(anat, core, depth, s, territory, p, rng)
+    perf = perfusion_maps(anat, s, p.collateral)
+    # Diffusion: the ADC drop deepens from the lesion's rim inwards, so ADC < 620 misses the rim.
+    adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.18 + 0.38 * depth), 1.0)
+    b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * depth, 1.0)
     flair = _mix(anat, FLAIR_SIGNAL)
     flair = np.where(final, np.maximum(flair, 1.0) * 1.55, flair)
-
     return LesionMaps(
-        severity=s,
-        core=core,
-        core_depth=core_depth,
-        final_infarct=final,
-        tmax_s=tmax.astype(np.float32),
-        mtt_s=mtt.astype(np.float32),
-        cbf=(cbf * anat.brain).astype(np.float32),
-        cbv=(cbv * anat.brain).astype(np.float32),
+        severity=s, core=core, core_depth=depth, final_infarct=final, territory=territory,
+        tmax_s=perf["tmax"], mtt_s=perf["mtt"], cbf=perf["cbf"], cbv=perf["cbv"],
         adc_um2_per_s=(adc * anat.brain).astype(np.float32),
         b0=(b0 * anat.brain).astype(np.float32),
         flair=(flair * anat.brain).astype(np.float32),
