@@ -82,14 +82,16 @@ def _tmax_volume_ml(path: Path, participant: str, threshold_s: float, what: str)
     return float((data > threshold_s).sum()) * voxel_volume_ml(img)
 
 
-def review_participant(bids_root: str | Path, participant: str, clinical: dict, config: dict) -> dict:
+def review_participant(bids_root: str | Path, participant: str, clinical: dict, config: dict,
+                       maps_dir: str | Path | None = None) -> dict:
     """Check one participant's raw data and decide inclusion; returns one cohort row.
 
     ``clinical``: the participant's row of participants.tsv (may lack optional columns).
+    ``maps_dir``: read the perfusion maps from there (tissuefate.io.bids.perfusion_maps_dir).
     Raises InputError for bad data (missing map of a present study, unreadable, NaN, ...).
     """
     label = validate_label(participant)
-    files = ParticipantFiles(Path(bids_root), label)
+    files = ParticipantFiles(Path(bids_root), label, None if maps_dir is None else Path(maps_dir))
     sub = files.sub
     cohort_cfg = config["cohort"]
     threshold_s = float(cohort_cfg["tmax_threshold_s"])

@@ -29,7 +29,7 @@ def write_cohort(reviews: list[dict], participants: pd.DataFrame, out_dir: str |
     return cohort
 
 
-def review_to_json(bids_root, label: str, participants_tsv, config: dict, out_path) -> dict:
+def review_to_json(bids_root, label: str, participants_tsv, config: dict, out_path, maps_dir=None) -> dict:
     """Review one participant (tissuefate.cohort.review_participant) and write its row as JSON."""
     import json
 
@@ -38,7 +38,7 @@ def review_to_json(bids_root, label: str, participants_tsv, config: dict, out_pa
     participants = read_participants(Path(participants_tsv).parent)
     match = participants[participants["participant_id"] == f"sub-{label}"]
     clinical = match.iloc[0].to_dict() if len(match) else {}
-    row = review_participant(bids_root, label, clinical, config)
+    row = review_participant(bids_root, label, clinical, config, maps_dir=maps_dir)
     atomic_write_text(out_path, json.dumps(row, indent=2, default=_json_default) + "\n")
     return row
 
@@ -286,6 +286,23 @@ def result_figures(config: dict, per_case_tsv, mismatch_tsv, splits_path, out_di
         save_figure(mismatch_figure(background, panels, title=f"sub-{label} ({row.reperfusion_group} reperfusion)"), path)
         written.append(path)
     return written
+
+
+def perfusion_table(config: dict, sessions, out_path) -> list[dict]:
+    """results/qc/perfusion.tsv: per simulated perfusion session (``sessions``: (label, session)
+    pairs), Tmax > cohort.tmax_threshold_s from the maps computed from raw DSC against the
+    simulator's true Tmax (Dice, volume error)."""
+    from tissuefate.io.bids import perfusion_maps_dir
+    from tissuefate.perfusion.qc import session_tmax_agreement, write_tmax_agreement
+
+    maps_dir = perfusion_maps_dir(config)
+    if maps_dir is None:
+        raise ValueError("perfusion.tsv compares maps computed from raw DSC: set perfusion.maps_source: computed")
+    threshold_s = float(config["cohort"]["tmax_threshold_s"])
+    bids = config["dataset"]["bids_dir"]
+    rows = [session_tmax_agreement(label, session, maps_dir, bids, threshold_s) for label, session in sessions]
+    write_tmax_agreement(rows, out_path)
+    return rows
 
 
 def registration_table(config: dict, out_path) -> pd.DataFrame:

@@ -3,11 +3,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from snakemake.exceptions import WorkflowError
 
 from tissuefate.cluster import gpu_resources
 from tissuefate.cohort import read_participants
+from tissuefate.io.bids import perfusion_maps_dir
 from tissuefate.io.derivatives import SPACE
 from tissuefate.perfusion import raw_dsc_series
+from tissuefate.perfusion.qc import true_tmax_path
 from tissuefate.simulation import participant_labels
 from tissuefate.splits import TARGET_GROUPS, TARGETS, job_patients, read_splits
 from tissuefate.stages import fold_prediction_labels
@@ -36,6 +39,18 @@ wildcard_constraints:
     subject="[A-Za-z0-9]+",
 
 
+# perfusion.maps_source: computed -> the review and preprocessing read the perfusion maps
+# computed from raw DSC (rules/perfusion.smk) in MAPS_DIR instead of the dataset's own maps.
+MAPS_DIR = perfusion_maps_dir(config)
+if MAPS_DIR is not None and config["dataset"]["simulate"]:
+    raise WorkflowError(
+        "perfusion.maps_source: computed needs the raw DSC series on disk before the DAG is built, "
+        "and dataset.simulate: true simulates them during the run. Fix: simulate the cohort first "
+        "(tissuefate simulate --configfile <config>), then run with dataset.simulate: false and "
+        "dataset.bids_dir pointing at it."
+    )
+
+
 @lru_cache(maxsize=None)
 def _files_under(folder):
     # Listed once per DAG build (review and preprocessing read the same folders).
@@ -56,6 +71,13 @@ def participant_inputs(wildcards):
     inputs = {"raw": list(_files_under(raw)) if Path(raw).is_dir() else raw}
     if Path(lesions).is_dir():
         inputs["lesions"] = list(_files_under(lesions))
+    if MAPS_DIR is not None:
+        # Maps computed from each session's raw DSC series (rule perfusion).
+        inputs["perfusion"] = [
+            f"{MAPS_DIR}/sub-{wildcards.subject}/ses-{session}"
+            for session in ("baseline", "followup")
+            if raw_dsc_series(BIDS, wildcards.subject, session).exists()
+        ]
     return inputs
 
 
@@ -155,6 +177,9 @@ def final_outputs(wildcards):
     if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
         # Accuracy against the simulator's truth (also for a simulated dataset run as real data).
         outputs.append(rules.registration_accuracy.output[0])
+    if PERFUSION_TRUTH:
+        # Maps computed from simulated raw DSC against the simulator's true Tmax.
+        outputs.append(rules.perfusion_accuracy.output[0])
     return outputs
 
 
@@ -180,4 +205,26 @@ def perfusion_outputs(wildcards):
         for s in included()
         for ses in ("baseline", "followup")
         if raw_dsc_series(BIDS, s, ses).exists()
+    ]
+
+
+# Sessions whose maps are computed from raw DSC and whose true Tmax the simulator wrote, as
+# "label:session" (rule perfusion_accuracy, results/qc/perfusion.tsv); none with provided maps.
+PERFUSION_TRUTH = (
+    [
+        f"{s}:{ses}"
+        for s in SUBJECTS
+        for ses in ("baseline", "followup")
+        if raw_dsc_series(BIDS, s, ses).exists()
+        and true_tmax_path(BIDS, s, ses).exists()
+    ]
+    if MAPS_DIR is not None
+    else []
+)
+
+
+def perfusion_truth_inputs(wildcards):
+    return [
+        f"{MAPS_DIR}/sub-{s}/ses-{ses}"
+        for s, ses in (x.split(":") for x in PERFUSION_TRUTH)
     ]

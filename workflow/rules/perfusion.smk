@@ -31,3 +31,23 @@ rule perfusion:
         settings=config.get("perfusion", {}),
     script:
         "../scripts/perfusion.py"
+
+
+# Tmax > 6 s from the computed maps against the simulator's truth, per session (simulated data).
+rule perfusion_accuracy:
+    input:
+        perfusion_truth_inputs,
+    output:
+        f"{RESULTS}/qc/perfusion.tsv",
+    log:
+        f"{LOGS}/qc/perfusion.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        sessions=PERFUSION_TRUTH,
+    script:
+        "../scripts/perfusion_accuracy.py"

@@ -108,6 +108,7 @@ def select_aif(
         normalised = curves / np.where(area > 0, area, 1.0)
         m1 = first_moment(curves, times)
         labels = kmeans(normalised, N_CLUSTERS, m1)
+        peak_height = curves.max(axis=1)
         # Arterial cluster: narrow (high peak once normalised to unit area) and early (small
         # first moment after the bolus arrival): the largest peak / (M1 - arrival).
         scores = np.full(labels.max() + 1, -np.inf)
@@ -118,7 +119,9 @@ def select_aif(
             early = times[int(np.argmax(curves[members].mean(axis=0)))] < tissue_peak_s if members.any() else False
             if members.sum() >= MIN_AIF_VOXELS and early:
                 delay = max(float(np.mean(m1[members])) - arrival_s, times[1] - times[0])
-                scores[c] = normalised[members].mean(axis=0).max() / delay
+                # Weighted by the cluster's mean peak height: blood carries all the tracer, so
+                # a few arterial voxels outrank the many early, narrow tissue curves near them.
+                scores[c] = normalised[members].mean(axis=0).max() / delay * float(peak_height[members].mean())
         if not np.isfinite(scores).any():
             break  # no early cluster in this round: keep the previous round's cluster
         chosen = int(np.argmax(scores))

@@ -134,3 +134,40 @@ def write_tmax_agreement(rows: list[dict], path: str | Path) -> None:
     lines = ["\t".join(TMAX_AGREEMENT_COLUMNS)]
     lines += ["\t".join(fmt(row.get(c)) for c in TMAX_AGREEMENT_COLUMNS) for row in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def true_tmax_path(bids_root: str | Path, label: str, session: str) -> Path:
+    """The simulator's true Tmax of a session's raw DSC series (on the series' grid)."""
+    sub = f"sub-{label}"
+    return (Path(bids_root) / "derivatives" / "simulation" / sub
+            / f"{sub}_ses-{session}_desc-trueTmax_dsc.nii.gz")
+
+
+def session_tmax_agreement(label: str, session: str, maps_dir: str | Path, bids_root: str | Path,
+                           threshold_s: float = 6.0) -> dict:
+    """One row of ``results/qc/perfusion.tsv``: Tmax > threshold_s computed from a simulated
+    session's raw DSC (``maps_dir``/sub-<l>/ses-<s>/) against the simulator's true Tmax.
+
+    The comparison covers the whole grid: the computed maps are 0 outside their brain mask, so
+    a true lesion voxel the mask missed counts as missed. Raises FileNotFoundError when either
+    map is absent.
+    """
+    import nibabel as nib
+
+    from tissuefate.io.nifti import voxel_volume_ml
+    from tissuefate.perfusion.job import output_paths
+
+    sub = f"sub-{label}"
+    computed_path = output_paths(Path(maps_dir) / sub / f"ses-{session}", f"{sub}_ses-{session}")["Tmax"]
+    truth_path = true_tmax_path(bids_root, label, session)
+    for path in (computed_path, truth_path):
+        if not path.exists():
+            raise FileNotFoundError(path)
+    computed_img, truth_img = nib.load(str(computed_path)), nib.load(str(truth_path))
+    computed = np.nan_to_num(np.asarray(computed_img.dataobj, dtype=np.float32), nan=0.0)
+    truth = np.nan_to_num(np.asarray(truth_img.dataobj, dtype=np.float32), nan=0.0)
+    if computed.shape != truth.shape or not np.allclose(computed_img.affine, truth_img.affine, atol=1e-3):
+        raise ValueError(f"{computed_path} and {truth_path} are not on the same grid")
+    row = tmax_threshold_agreement(computed, truth, np.ones(truth.shape, dtype=bool),
+                                   voxel_volume_ml(truth_img), threshold_s)
+    return {"participant_id": sub, "session": session, **row}

@@ -108,8 +108,9 @@ class ParticipantInputs:
     flair_session: str = "final"
 
     @classmethod
-    def from_bids(cls, bids_root: str | Path, label: str) -> "ParticipantInputs":
-        f = ParticipantFiles(Path(bids_root), validate_label(label))
+    def from_bids(cls, bids_root: str | Path, label: str, maps_dir: str | Path | None = None) -> "ParticipantInputs":
+        """``maps_dir``: read the perfusion maps from there (tissuefate.io.bids.perfusion_maps_dir)."""
+        f = ParticipantFiles(Path(bids_root), validate_label(label), None if maps_dir is None else Path(maps_dir))
         perf = {m: f.baseline(m) for m in PERFUSION_MAPS if f.baseline(m).exists()}
         if perf and len(perf) != len(PERFUSION_MAPS):
             missing = [m for m in PERFUSION_MAPS if m not in perf]
@@ -640,12 +641,14 @@ def preprocess_participant(
     config: dict | PreprocessingSettings | None = None,
     *,
     template_dir: str | Path | None = None,
+    maps_dir: str | Path | None = None,
 ) -> dict:
     """The per-participant job a rule calls: raw BIDS participant -> MNI-space derivatives
     (maps, masks, final infarct, transforms, QC figure, summary JSON). ``config`` is the
-    whole workflow config (``preprocessing`` and ``cohort.tmax_threshold_s`` are read)."""
+    whole workflow config (``preprocessing`` and ``cohort.tmax_threshold_s`` are read);
+    ``maps_dir``: read the perfusion maps from there (tissuefate.io.bids.perfusion_maps_dir)."""
     settings = config if isinstance(config, PreprocessingSettings) else PreprocessingSettings.from_config(config)
-    inputs = ParticipantInputs.from_bids(bids_root, label)
+    inputs = ParticipantInputs.from_bids(bids_root, label, maps_dir)
     return preprocess_inputs(inputs, results, settings, template_dir=template_dir)
 
 
