@@ -332,12 +332,21 @@ def test_perfusion_rule_on_a_bids_session(tmp_path):
     (work / "my.yaml").write_text(
         f"dataset:\n  simulate: false\n  bids_dir: {bids}\nresults_dir: results\nperfusion:\n  maps_source: computed\n"
     )
+    # The switch: the participant's review reads the computed maps, so they are its input.
+    review = "results/cohort/sub-01/sub-01_review.json"
+    dry = snakemake(work, "--configfile", "config/config.yaml", "my.yaml", "-n", "--", review)
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    assert "rule perfusion:" in dry.stdout and "rule review_participant:" in dry.stdout
     target = "results/perfusion/sub-01/ses-baseline"
-    done = snakemake(work, "--configfile", "config/config.yaml", "my.yaml", "--", target, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = snakemake(work, "--configfile", "config/config.yaml", "my.yaml", "--", target)
+    assert done.returncode == 0, done.stdout[-3000:]
     maps = output_paths(work / target, "sub-01_ses-baseline")
     assert all(p.exists() for p in maps.values())
     assert json.loads(maps["MTT_json"].read_text())["Units"] == "s"
+    # Computed maps need the raw series before the DAG: refused while the cohort is simulated in the run.
+    (work / "sim.yaml").write_text("perfusion:\n  maps_source: computed\n")
+    refused = snakemake(work, "--configfile", "config/config.yaml", "sim.yaml", "-n")
+    assert refused.returncode != 0 and "simulate the cohort first" in refused.stdout
 
 
 def test_user_aif_mask_overrides_the_search(tmp_path):
