@@ -25,6 +25,10 @@ N_ROUNDS = 2
 MIN_AIF_VOXELS = 3
 # The AIF peak must stand this much above the brain's mean tissue peak (arteries carry all the blood).
 MIN_PEAK_RATIO = 2.0
+# Fallback when the clustered AIF is refused: voxels with at least this fraction of the highest early peak.
+FALLBACK_PEAK_FRACTION = 0.5
+# ... and the fallback must stand this far above the tissue (a few pure arterial voxels: ~60 x in the simulation).
+FALLBACK_MIN_PEAK_RATIO = 5.0
 
 
 class AIFError(ValueError):
@@ -97,6 +101,7 @@ def select_aif(
     peak = curves.max(axis=1)
     keep = peak >= np.quantile(peak, 1.0 - PEAK_KEEP_FRACTION)
     index, curves = index[keep], curves[keep]
+    all_index, all_curves = index, curves
     if ROUGHNESS_DROP_FRACTION > 0:
         rough = roughness(curves)
         keep = rough <= np.quantile(rough, 1.0 - ROUGHNESS_DROP_FRACTION)
@@ -127,17 +132,41 @@ def select_aif(
         chosen = int(np.argmax(scores))
         index, curves = index[labels == chosen], curves[labels == chosen]
     aif = curves.mean(axis=0, dtype=np.float64)
-    check_arterial(aif, tissue_curve, times)
+    try:
+        check_arterial(aif, tissue_curve, times)
+    except AIFError:
+        # The shape clusters hid a few arterial voxels among early tissue curves: fall back on
+        # the highest peaks among all candidates (below).
+        fallback = _highest_peaks(all_curves, all_index, times, tissue_peak_s)
+        if fallback is None:
+            raise
+        aif, index = fallback
+        check_arterial(aif, tissue_curve, times, min_peak_ratio=FALLBACK_MIN_PEAK_RATIO)
     return AIF(curve=aif, voxels=index, method="automatic")
 
 
-def check_arterial(aif: np.ndarray, tissue: np.ndarray, times: np.ndarray) -> None:
+def _highest_peaks(curves: np.ndarray, index: np.ndarray, times: np.ndarray, tissue_peak_s: float):
+    """Fallback AIF: the voxels peaking before the tissue whose peak is at least
+    ``FALLBACK_PEAK_FRACTION`` of the highest such peak (a coherent group of arterial voxels
+    stands far above tissue); None when fewer than MIN_AIF_VOXELS qualify."""
+    early = times[np.argmax(curves, axis=1)] < tissue_peak_s
+    if not early.any():
+        return None
+    peak = curves.max(axis=1)
+    keep = early & (peak >= FALLBACK_PEAK_FRACTION * peak[early].max())
+    if keep.sum() < MIN_AIF_VOXELS:
+        return None
+    return curves[keep].mean(axis=0, dtype=np.float64), index[keep]
+
+
+def check_arterial(aif: np.ndarray, tissue: np.ndarray, times: np.ndarray,
+                   min_peak_ratio: float = MIN_PEAK_RATIO) -> None:
     """Refuse an 'AIF' that is not artery-like: it must peak well above the tissue's mean curve, and not after it."""
     peak_ratio = float(aif.max() / tissue.max()) if tissue.max() > 0 else np.inf
-    if not np.isfinite(aif).all() or aif.max() <= 0 or peak_ratio < MIN_PEAK_RATIO:
+    if not np.isfinite(aif).all() or aif.max() <= 0 or peak_ratio < min_peak_ratio:
         raise AIFError(
             f"no arterial candidate: the best curve peaks only {peak_ratio:.2f} x the tissue mean "
-            f"(at least {MIN_PEAK_RATIO:g} expected)",
+            f"(at least {min_peak_ratio:g} expected)",
             "check that the slab covers a large artery (middle cerebral, internal carotid) "
             "or give the AIF voxels yourself (--aif-mask)",
         )
