@@ -263,7 +263,13 @@ class Bundle:
     def settings(self):
         from tissuefate.preprocessing.workflow import PreprocessingSettings
 
-        return PreprocessingSettings.from_config({"preprocessing": self.meta["preprocessing"]})
+        # The bundle stores the settings object whole; two of its fields come from outside the
+        # config's preprocessing section (cohort.tmax_threshold_s and the top-level seed).
+        pre = dict(self.meta["preprocessing"])
+        config = {"cohort": {"tmax_threshold_s": pre.pop("tmax_threshold_s")}, "preprocessing": pre}
+        if "random_seed" in pre:
+            config["seed"] = pre.pop("random_seed")
+        return PreprocessingSettings.from_config(config)
 
     @property
     def threshold(self) -> float:
@@ -300,7 +306,9 @@ def load_bundle(path: str | Path) -> Bundle:
         raise InputError(f"the bundle's models were saved with torch {manifest.get('torch_version')}, this is torch "
                          f"{torch.__version__}", path=manifest_path, fix="install the torch version of the bundle")
     files = manifest.get("files") or {}
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"manifest.json"}
+    # Snakemake marks a directory() output with .snakemake_timestamp after the rule wrote it.
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {
+        "manifest.json", ".snakemake_timestamp"}
     for name in sorted(set(files) - present):
         raise InputError("a file listed in the bundle manifest is missing", path=root / name, fix=_FIX_REBUILD)
     for name in sorted(present - set(files)):
