@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +16,7 @@ import pytest
 
 from tissuefate import triage
 from tissuefate.errors import InputError
-from tissuefate.predict_patient import PatientMaps, check_tmax_scale, predict_patient
+from tissuefate.predict_patient import SUMMARY, PatientMaps, check_tmax_scale, predict_patient
 
 REPO = Path(__file__).resolve().parents[1]
 ISLES = REPO.parent / "shared" / "data" / "isles22-strokecase0009"
@@ -91,12 +93,24 @@ def _bids(ci_run) -> Path:
     return ci_run / yaml.safe_load((ci_run / "config" / "ci.yaml").read_text())["dataset"]["bids_dir"]
 
 
+def _predict_command(*args: str) -> dict:
+    """`tissuefate predict ARGS` as a user runs it, in a process of its own: ITK fixes its
+    thread count when it first starts, so an in-process call after other registrations in
+    this test session would register with another thread count than the study's jobs did."""
+    proc = subprocess.run([sys.executable, "-m", "tissuefate", "predict", *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = Path(args[args.index("--out") + 1])
+    return json.loads((out / SUMMARY).read_text())
+
+
 @pytest.fixture(scope="module")
 def fold_prediction(ci_run, tmp_path_factory):
     label, fold = _test_patient(ci_run)
     out = tmp_path_factory.mktemp("predict") / "fold"
-    maps = PatientMaps.from_bids(_bids(ci_run), label)
-    summary = predict_patient(ci_run / "results" / "bundle", maps, out, folds=[fold], threads=1)
+    summary = _predict_command("--bundle", str(ci_run / "results" / "bundle"), "--bids", str(_bids(ci_run)),
+                               "--participant", label, "--folds", str(fold), "--threads", "1",
+                               "--out", str(out))
     return label, fold, out, summary
 
 
@@ -245,12 +259,9 @@ def test_rgb_dicom_is_refused(ci_maps, tmp_path):
 def test_dicom_round_trip_gives_the_same_result(ci_run, ci_maps, fold_prediction, tmp_path):
     """The patient's maps written as DICOM series (int16 + rescale, as scanners store them),
     converted back with dcm2niix and predicted: the same maps and volumes as from NIfTI."""
-    import argparse
-
     from dicom_writer import write_dicom_series
 
     from tissuefate.io.bids import read_sidecar
-    from tissuefate.predict_patient import main_predict
 
     label, fold, nifti_out, nifti_summary = fold_prediction
     dcm = tmp_path / "dicom"
@@ -261,10 +272,9 @@ def test_dicom_round_trip_gives_the_same_result(ci_run, ci_maps, fold_prediction
     for i, (name, path) in enumerate(args.items(), 1):
         write_dicom_series(path, dcm / name, series_number=i, description=name, study_uid=study)
     adc_unit = read_sidecar(Path(ci_maps.adc))["Units"]
-    ns = argparse.Namespace(bundle=str(ci_run / "results" / "bundle"), out=str(tmp_path / "out"), bids=None,
-                            participant=label, adc_unit=adc_unit, folds=[fold], threads=1,
-                            **{k: str(dcm / k) if k in args else None for k in ("dwi", "adc", "tmax", "mtt", "cbf", "cbv", "b0")})
-    summary = main_predict(ns)
+    summary = _predict_command("--bundle", str(ci_run / "results" / "bundle"), "--out", str(tmp_path / "out"),
+                               "--participant", label, "--adc-unit", adc_unit, "--folds", str(fold),
+                               "--threads", "1", *[a for k in args for a in (f"--{k}", str(dcm / k))])
     for key in ("tissue_at_risk_ml", "core_ml"):
         assert summary["model"][key] == pytest.approx(nifti_summary["model"][key], abs=0.5, rel=0.02)
     for key in ("tissue_at_risk_ml", "core_ml"):
