@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import (  # noqa: F401
-    CI_ARGS, CI_DATA, REPO, SHARED, SNAKEMAKE, failure, load_config, snakemake, workflow_copy,
-)
+from support import CI_ARGS, CI_DATA, failure, load_config, snakemake, workflow_copy
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
