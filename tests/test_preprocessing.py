@@ -23,9 +23,9 @@ from tissuefate.preprocessing.qc import (
     qc_figure_path,
     qc_verdict,
     registration_accuracy,
-    registration_table,
     truth_paths,
 )
+from tissuefate.jobs.preprocessing import registration_table
 from tissuefate.preprocessing.template import template_files
 from tissuefate.preprocessing.workflow import (
     LIMITATION_NO_FLAIR,
@@ -478,10 +478,12 @@ def test_to_native_maps_the_lesion_back(phantom_results, phantom_bids, tmp_path)
 def test_registration_table(phantom_results, phantom_bids, tmp_path):
     results, _ = phantom_results
     out = tmp_path / "qc" / "registration.tsv"
-    rows = registration_table([LABEL], results, phantom_bids, out)
+    table = registration_table([derivatives.participant_dir(results, LABEL)], phantom_bids, out)
     lines = out.read_text().splitlines()
-    assert lines[0].split("\t")[:2] == ["participant_id", "qc_passed"] and len(lines) == 2
-    assert rows[0]["qc_passed"] is True and rows[0]["brain_dice"] > 0.9
+    header = lines[0].split("\t")
+    assert header[0] == "participant_id" and header[-2:] == ["qc_passed", "qc_reasons"] and len(lines) == 2
+    row = table.iloc[0]
+    assert bool(row["qc_passed"]) is True and row["brain_dice"] > 0.9 and row["qc_reasons"] == "n/a"
 
 
 @pytest.mark.slow

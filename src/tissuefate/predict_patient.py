@@ -32,6 +32,7 @@ from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_dir
 from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, validate_label
 from tissuefate.io.nifti import load_image
+from tissuefate.measures import voxel_volume_ml
 
 log = logging.getLogger("tissuefate")
 
@@ -207,7 +208,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         ref = Path(maps.dwi).resolve()
         ref_img = nib.load(str(ref))
         affine = ref_img.affine
-        voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+        voxel_ml = voxel_volume_ml(affine)
         vol = lambda mask: round(float(np.count_nonzero(mask)) * voxel_ml, 1)  # noqa: E731
 
         from tissuefate.io import derivatives

@@ -70,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
             for line in summary["limitations"]:
                 print(f"{summary['participant_id']}: {line}")
         else:
-            from tissuefate.preprocessing.qc import registration_table, summarize_accuracy
+            from tissuefate.io import derivatives
+            from tissuefate.jobs.preprocessing import registration_table
+            from tissuefate.preprocessing.qc import summarize_accuracy
 
-            rows = registration_table(args.labels, args.results, args.bids, args.out)
-            print(json.dumps(summarize_accuracy(rows)))
+            folders = [derivatives.participant_dir(args.results, label) for label in args.labels]
+            table = registration_table(folders, args.bids, args.out)
+            print(json.dumps(summarize_accuracy(table.to_dict("records"))))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

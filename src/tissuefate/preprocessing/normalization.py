@@ -114,7 +114,7 @@ def remove_small_clusters(mask: np.ndarray, affine: np.ndarray, min_ml: float) -
     if min_ml <= 0 or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1)) * abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1)) * voxel_volume_ml(affine)
     return np.isin(labels, 1 + np.flatnonzero(sizes >= min_ml))
 
 
@@ -140,4 +140,4 @@ def binarize_preserving_volume(fraction: np.ndarray, min_fraction: float = 0.2) 
 
 
 def volume_ml(mask: np.ndarray, affine: np.ndarray) -> float:
-    return float((mask > 0).sum() * abs(np.linalg.det(affine[:3, :3])) / 1000.0)
+    return float((mask > 0).sum() * voxel_volume_ml(affine))

@@ -27,7 +27,7 @@ import numpy as np
 
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
-from tissuefate.io.atomic import atomic_path, atomic_write_text
+from tissuefate.io.atomic import atomic_path
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.measures import dice, voxel_volume_ml
@@ -270,52 +270,6 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
     else:
         out.update(lesion_dice=float("nan"), true_lesion_ml=float("nan"), lesion_ml=float("nan"))
     return out
-
-
-QC_MEASURES = ("mutual_information", "brain_dice_template", "brain_volume_ratio", "nonlinear_p95_mm")
-
-REGISTRATION_COLUMNS = (
-    "participant_id",
-    "qc_passed",
-    *QC_MEASURES,
-    "brain_dice",
-    "lesion_dice",
-    "median_displacement_mm",
-    "p95_displacement_mm",
-    "max_displacement_mm",
-    "true_lesion_ml",
-    "lesion_ml",
-    "qc_reasons",
-)
-
-
-def registration_row(label: str, results: str | Path, bids_root: str | Path) -> dict:
-    """QC measures from the participant's summary, plus accuracy where truth exists."""
-    summary = json.loads(derivatives.preproc_summary(results, label).read_text())
-    qc = summary["registration_qc"]
-    row = {"participant_id": f"sub-{label}", **{k: qc[k] for k in QC_MEASURES}, "qc_passed": qc["passed"], "qc_reasons": "; ".join(qc["reasons"])}
-    try:
-        row.update(registration_accuracy(label, results, bids_root))
-    except FileNotFoundError:
-        pass
-    return row
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def registration_table(labels: list[str], results: str | Path, bids_root: str | Path, out_tsv: str | Path) -> list[dict]:
-    """Write ``results/qc/registration.tsv``: one row per participant (n/a where no truth)."""
-    rows = [registration_row(lab, results, bids_root) for lab in labels]
-    lines = ["\t".join(REGISTRATION_COLUMNS)]
-    lines += ["\t".join(_fmt(r.get(c)) for c in REGISTRATION_COLUMNS) for r in rows]
-    atomic_write_text(out_tsv, "\n".join(lines) + "\n")
-    return rows
 
 
 def summarize_accuracy(rows: list[dict]) -> dict:
