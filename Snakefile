@@ -35,3 +35,4 @@ rule all:
     input:
         final_outputs,
         perfusion_outputs,
+        rules.costs.output,

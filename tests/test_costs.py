@@ -54,3 +54,27 @@ def test_workflow_rules_all_have_a_stage():
     stages = rule_stages(rules)
     for name in ("preprocess", "train", "pretrain", "cohort", "thresholding"):
         assert name in stages, sorted(stages)
+
+
+def test_rule_costs_job_writes_both_tables_and_skips_its_own(tmp_path):
+    """The rule `costs` job: per-rule and per-stage tables from a benchmarks folder that also
+    holds the tables of an earlier run at its top level (never read back as a job)."""
+    import pandas as pd
+
+    from tissuefate.jobs.evaluation import rule_costs
+
+    root = tmp_path / "benchmarks"
+    _bench(root / "preprocess/sub-001.tsv", 10.0, 500.0, 9.0)
+    _bench(root / "train/pretraining/core/fold-1.tsv", 30.0, 1200.0, 55.0)
+    (root / "rules.tsv").write_text("rule\tjobs\nstale\t99\n")
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "preprocessing.smk").write_text("rule preprocess:\n    output: 'x'\n")
+    (rules_dir / "training.smk").write_text("checkpoint train:\n    output: 'y'\n")
+    rule_costs(root, rules_dir, root / "rules.tsv", root / "stages.tsv")
+    by_rule = pd.read_csv(root / "rules.tsv", sep="\t").set_index("rule")
+    assert list(by_rule.index) == ["train", "preprocess", "all"] and by_rule.loc["all", "jobs"] == 2
+    assert by_rule.loc["all", "cpu_s"] == pytest.approx(64.0)
+    stages = pd.read_csv(root / "stages.tsv", sep="\t").set_index("stage")
+    assert stages.loc["training", "peak_rss_mb"] == pytest.approx(1200.0)
+    assert stages.loc["preprocessing", "wall_s"] == pytest.approx(10.0)

@@ -81,3 +81,28 @@ rule figures:
         runtime=10,
     script:
         "../scripts/figures.py"
+
+
+# What each rule and stage cost in this run, from Snakemake's own benchmark: files (wall s,
+# CPU s, peak RSS). Runs last; its tables are measurements, not results (outside results/).
+rule costs:
+    input:
+        final_outputs,
+        perfusion_outputs,
+    output:
+        rules=report(
+            f"{BENCHMARKS}/rules.tsv",
+            caption="../report/costs.rst",
+            category="Cost per rule",
+        ),
+        stages=f"{BENCHMARKS}/stages.tsv",
+    log:
+        f"{LOGS}/costs.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        benchmarks=lambda wildcards, output: str(Path(output.rules).parent),
+        rules_dir=f"{workflow.basedir}/workflow/rules",
+    script:
+        "../scripts/costs.py"

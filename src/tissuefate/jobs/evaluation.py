@@ -25,6 +25,7 @@ from tissuefate.metrics import (
     per_case_row, predicted_lesion, voxel_volume_ml,
 )
 from tissuefate.names import APPROACHES, PRETRAINING, TARGETS, THRESHOLDING
+from tissuefate.reporting.costs import cost_table, read_benchmarks, rule_stages
 from tissuefate.reporting.figures import mismatch_figure, overlay_figure, save_figure, volume_agreement_grid
 from tissuefate.splits import fold_prediction_labels, load_splits
 
@@ -206,3 +207,14 @@ def figures(per_case_tsv, mismatch_tsv, splits_json, preprocessed, predictions, 
         save_figure(mismatch_figure(background, panels, title=f"sub-{label} ({row.reperfusion_group} reperfusion)"), path)
         written.append(path)
     return written
+
+
+def rule_costs(benchmarks_dir, rules_dir, out_rules, out_stages) -> pd.DataFrame:
+    """Rule costs: wall s, CPU s and peak RSS per rule and per stage (rule file) from the
+    ``benchmark:`` files below ``benchmarks_dir`` (tissuefate.reporting.costs)."""
+    jobs = read_benchmarks(benchmarks_dir)
+    jobs["stage"] = jobs["rule"].map(rule_stages(rules_dir)).fillna("?")
+    by_rule = cost_table(jobs, "rule")
+    write_tsv(by_rule, out_rules)
+    write_tsv(cost_table(jobs, "stage"), out_stages)
+    return by_rule
