@@ -92,16 +92,17 @@ SUBJECT_FOLDER = re.compile(r"sub-[A-Za-z0-9]+")
 
 
 def bids_root(wildcards, input):
-    """The BIDS dataset above the rule's raw inputs (the folder holding sub-<label>/)."""
+    """The BIDS dataset above the rule's raw inputs (the folder holding sub-<label>/).
+
+    While the cohort checkpoint is not known to be done (always so at first in a cluster job,
+    which builds its DAG from the target job alone), the raw inputs are the checkpoint's
+    output as a placeholder: the configured dataset stands in until Snakemake builds the job
+    again with its real inputs."""
     raw = [input.raw] if isinstance(input.raw, str) else list(input.raw)
-    first = Path(raw[0])
-    return str(
-        next(
-            p.parent
-            for p in (first, *first.parents)
-            if SUBJECT_FOLDER.fullmatch(p.name)
-        )
-    )
+    for path in (Path(raw[0]), *Path(raw[0]).parents) if raw else ():
+        if SUBJECT_FOLDER.fullmatch(path.name):
+            return str(path.parent)
+    return BIDS
 
 
 def clinical_row(wildcards):
