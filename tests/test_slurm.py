@@ -509,6 +509,17 @@ class TrainingCanceller(threading.Thread):
                     return
 
 
+def _first_failed_job_log(out: str, lines: int = 25) -> str:
+    """The end of the first failed Slurm job's own log that Snakemake names: the job's real
+    error (e.g. a traceback in its inner Snakemake) is there, not in the outer log."""
+    for match in re.finditer(r"(/\S+/\.snakemake/slurm_logs/\S+?\.log)", out):
+        path = Path(match.group(1))
+        if path.exists():
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            return f"\n--- end of {path} ---\n" + "\n".join(text)
+    return ""
+
+
 def _tables(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in sorted((root / "results").rglob("*.tsv"))}
 
@@ -543,7 +554,7 @@ def test_ci_study_through_slurm_equals_local(slurm_cluster, tmp_path, request):
         finally:
             canceller.stop()
     out = proc.stdout
-    assert proc.returncode == 0, "Slurm run failed:\n" + tail(out)
+    assert proc.returncode == 0, "Slurm run failed:\n" + tail(out) + _first_failed_job_log(out)
 
     # the cancelled training job: CANCELLED in Slurm, retried as a new Slurm job that resumed
     # after the first epoch and completed
