@@ -227,7 +227,7 @@ wildcard_constraints:
 
 
 # perfusion.maps_source: computed -> the review and preprocessing read the maps computed from
-# raw DSC (rule perfusion) instead of the dataset's own; None: the provided maps.
+# raw DSC (rules/perfusion.smk) instead of the dataset's own (None: the provided maps).
 MAPS_DIR = perfusion_maps_dir(config)
 
 
