@@ -239,8 +239,9 @@ def _dsc_case():
 
 @pytest.mark.parametrize("site_index", [0, 1, 2])
 def test_dsc_series_reproduces_true_maps_by_indicator_dilution(site_index):
-    """Noise-free: Delta R2* = -ln(S/S0)/TE; CBV = sum C / sum AIF; true Tmax = delay + residue peak."""
-    from tissuefate.simulation.dsc import residue_peak_time, simulate_dsc
+    """Noise-free: Delta R2* = -ln(S/S0)/TE; kH/rho sum C / sum AIF = r CBV (r: tissue/arterial
+    relaxivity); true Tmax = delay + residue peak; grey matter drops 20-40 % at the bolus."""
+    from tissuefate.simulation.dsc import KH, RHO_G_PER_ML, TISSUE_RELAXIVITY_RATIO, residue_peak_time, simulate_dsc
     from tissuefate.simulation.protocol import SITES
 
     maps, coords = _dsc_case()
@@ -256,8 +257,12 @@ def test_dsc_series_reproduces_true_maps_by_indicator_dilution(site_index):
     np.testing.assert_allclose(aif, truth.aif["delta_r2star_per_s"][1:], rtol=1e-4, atol=1e-3)
     tissue = [i for i in range(signal.shape[0]) if i not in [np.ravel_multi_index(tuple(v), maps["CBF"].shape)
                                                              for v in truth.aif["voxels_ijk"]]]
-    cbv = r2[tissue].sum(axis=1) / aif.sum() * 100
-    np.testing.assert_allclose(cbv, maps["CBV"].ravel()[tissue], rtol=0.03)
+    cbv = KH / RHO_G_PER_ML * r2[tissue].sum(axis=1) / aif.sum() * 100
+    np.testing.assert_allclose(cbv / TISSUE_RELAXIVITY_RATIO, maps["CBV"].ravel()[tissue], rtol=0.03)
+    # Peak signal drop of normal grey matter (the first tissue voxel: CBF 58, CBV 4.2).
+    grey = tissue[0]
+    drop = 1 - signal[grey, 1:].min() / s0[grey, 0]
+    assert 0.20 <= drop <= 0.40, drop
     mtt = truth.maps["MTT"].ravel()
     np.testing.assert_allclose(mtt, 60 * maps["CBV"].ravel() / maps["CBF"].ravel(), rtol=1e-5)
     tmax = truth.maps["delay"].ravel() + residue_peak_time(mtt, truth.maps["dispersion"].ravel())

@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from tissuefate.config import section
 from tissuefate.errors import InputError
-from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, sidecar_path, validate_label
+from tissuefate.io.bids import (PERFUSION_MAPS, ParticipantFiles, perfusion_maps_dir, read_sidecar, sidecar_path,
+                               validate_label)
 from tissuefate.io.nifti import load_image
 from tissuefate.io.units import resolve_adc_factor
 from tissuefate.measures import voxel_volume_ml
@@ -91,7 +92,7 @@ def review_participant(bids_root: str | Path, participant: str, clinical: dict, 
     Raises InputError for bad data (missing map of a present study, unreadable, NaN, ...).
     """
     label = validate_label(participant)
-    files = ParticipantFiles(Path(bids_root), label)
+    files = ParticipantFiles(Path(bids_root), label, perfusion_maps_dir(config))
     sub = files.sub
     cohort_cfg = config["cohort"]
     threshold_s = float(cohort_cfg["tmax_threshold_s"])

@@ -8,6 +8,8 @@ import pandas as pd
 from tissuefate.cluster import gpu_resources
 from tissuefate.cohort import read_participants
 from tissuefate.io import derivatives
+from tissuefate.io.bids import perfusion_maps_dir
+from tissuefate.jobs.perfusion import dsc_sessions
 from tissuefate.perfusion import raw_dsc_series
 from tissuefate.simulation import participant_labels
 from tissuefate.names import (
@@ -63,8 +65,12 @@ def participant_inputs(wildcards):
     Simulated data: the folders the simulator writes (Snakemake tracks them as its outputs).
     Real data: every file in them, because Snakemake compares a folder's own mtime only and would
     miss a re-exported map inside it; a changed file reruns that participant's jobs.
+    With perfusion.maps_source: computed, also the maps computed from each session's raw DSC.
     """
-    return participant_data(wildcards.subject)
+    inputs = participant_data(wildcards.subject)
+    if MAPS_DIR is not None:
+        inputs["perfusion"] = perfusion_session_dirs([wildcards.subject])
+    return inputs
 
 
 def participant_data(subject):
@@ -221,6 +227,26 @@ wildcard_constraints:
     session="baseline|followup",
 
 
+# perfusion.maps_source: computed -> the review and preprocessing read the maps computed from
+# raw DSC (rules/perfusion.smk) instead of the dataset's own (None: the provided maps).
+MAPS_DIR = perfusion_maps_dir(config)
+
+
+@lru_cache(maxsize=None)
+def _dsc_sessions():
+    # A simulated dataset: from its plan (known before it is written); real data: its files.
+    return dsc_sessions(config, BIDS, tuple(SUBJECTS))
+
+
+def perfusion_session_dirs(labels):
+    """Rule perfusion's output folders of these participants' sessions that have raw DSC."""
+    return [
+        path(derivatives.perfusion_dir(RESULTS, s, ses))
+        for s in labels
+        for ses in _dsc_sessions().get(s, [])
+    ]
+
+
 def perfusion_input(wildcards):
     if config["dataset"]["simulate"]:
         # The simulator writes the participant's folder as one output.
@@ -230,12 +256,12 @@ def perfusion_input(wildcards):
 
 
 def perfusion_outputs(wildcards):
-    """Included participants' sessions that hold a raw DSC series (none while maps_source is provided)."""
-    if config.get("perfusion", {}).get("maps_source", "provided") != "computed":
+    """With computed maps: every session with raw DSC and, for simulated data, their accuracy
+    against the simulator's truth (results/qc/perfusion.tsv); none with provided maps.
+    """
+    if MAPS_DIR is None:
         return []
-    return [
-        f"{RESULTS}/perfusion/sub-{s}/ses-{ses}"
-        for s in included()
-        for ses in ("baseline", "followup")
-        if raw_dsc_series(BIDS, s, ses).exists()
-    ]
+    outputs = perfusion_session_dirs(SUBJECTS)
+    if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
+        outputs.append(rules.perfusion_accuracy.output[0])
+    return outputs

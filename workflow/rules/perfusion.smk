@@ -33,3 +33,29 @@ rule perfusion:
         settings=config.get("perfusion", {}),
     script:
         "../scripts/perfusion.py"
+
+
+# Tmax > threshold of the computed maps against the simulator's true Tmax, and each AIF's QC,
+# per participant and session (simulated data with perfusion.maps_source: computed).
+rule perfusion_accuracy:
+    input:
+        maps=lambda wildcards: perfusion_session_dirs(SUBJECTS),
+        # The simulator's truth (true maps and AIF location) of every participant.
+        truth=expand(f"{BIDS}/derivatives/simulation/sub-{{subject}}", subject=SUBJECTS),
+    output:
+        path(derivatives.perfusion_table(RESULTS)),
+    log:
+        f"{LOGS}/qc/perfusion.log",
+    benchmark:
+        f"{BENCHMARKS}/perfusion_accuracy/perfusion_accuracy.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        bids=lambda wildcards, input: str(Path(input.truth[0]).parents[2]),
+        threshold_s=config["cohort"]["tmax_threshold_s"],
+    script:
+        "../scripts/perfusion_accuracy.py"

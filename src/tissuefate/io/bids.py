@@ -12,6 +12,12 @@ Raw dataset (one folder per participant)::
     sub-<label>/ses-followup/perf/sub-<label>_ses-followup_Tmax.nii.gz     (4-24 h; .json "HoursSinceBaseline")
     sub-<label>/ses-final/anat/sub-<label>_ses-final_FLAIR.nii.gz          (.json "HoursSinceBaseline")
     derivatives/lesions/sub-<label>/ses-final/anat/sub-<label>_ses-final_desc-infarct_mask.nii.gz
+
+With ``perfusion.maps_source: computed`` the perfusion maps of both sessions (Tmax, MTT, CBF,
+CBV) are read instead from the perfusion stage's output, computed from each session's raw DSC
+series ``sub-<label>/ses-<session>/perf/sub-<label>_ses-<session>_dsc.nii.gz`` (docs/perfusion.md)::
+
+    <results>/perfusion/sub-<label>/ses-<session>/sub-<label>_ses-<session>_{Tmax,MTT,CBF,CBV}.nii.gz
 """
 
 from __future__ import annotations
@@ -60,12 +66,25 @@ def participant_id(label: str) -> str:
     return f"sub-{validate_label(label)}"
 
 
+def perfusion_maps_dir(config: dict) -> Path | None:
+    """Where the study reads its perfusion maps: None for the dataset's own (provided) maps,
+    ``<results>/perfusion`` (absolute) when ``perfusion.maps_source`` is ``computed``."""
+    if (config.get("perfusion") or {}).get("maps_source", "provided") != "computed":
+        return None
+    return (Path(config.get("results_dir", "results")) / "perfusion").resolve()
+
+
 @dataclass(frozen=True)
 class ParticipantFiles:
-    """Paths of one participant's raw files in a BIDS dataset (they may not exist)."""
+    """Paths of one participant's raw files in a BIDS dataset (they may not exist).
+
+    ``maps_dir`` (``perfusion_maps_dir``): when given, the Tmax, MTT, CBF and CBV maps of both
+    sessions are the ones the perfusion stage computed there from raw DSC.
+    """
 
     root: Path
     label: str
+    maps_dir: Path | None = None
 
     @property
     def sub(self) -> str:
@@ -73,6 +92,8 @@ class ParticipantFiles:
 
     def _path(self, session: str, datatype: str, suffix: str) -> Path:
         name = f"{self.sub}_ses-{session}_{suffix}.nii.gz"
+        if datatype == "perf" and self.maps_dir is not None:
+            return Path(self.maps_dir) / self.sub / f"ses-{session}" / name
         return self.root / self.sub / f"ses-{session}" / datatype / name
 
     @property

@@ -185,6 +185,16 @@ def registration_table(results: str | Path) -> Path:
     return Path(results) / "qc" / "registration.tsv"
 
 
+def perfusion_dir(results: str | Path, label: str, session: str) -> Path:
+    """Maps computed from one session's raw DSC series (rule perfusion, docs/perfusion.md)."""
+    return Path(results) / "perfusion" / f"sub-{label}" / f"ses-{session}"
+
+
+def perfusion_table(results: str | Path) -> Path:
+    """Computed Tmax > threshold against the simulator's truth, per participant and session."""
+    return Path(results) / "qc" / "perfusion.tsv"
+
+
 def dataset_description(results: str | Path) -> Path:
     """``results/`` is a BIDS derivatives dataset: its dataset_description.json."""
     return Path(results) / "dataset_description.json"

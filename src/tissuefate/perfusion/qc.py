@@ -122,15 +122,3 @@ def tmax_threshold_agreement(computed_tmax: np.ndarray, truth_tmax: np.ndarray, 
         "volume_error_percent": round(100.0 * (v_c - v_t) / v_t, 2) if v_t else float("nan"),
         "dice": round(dice, 4) if np.isfinite(dice) else dice,
     }
-
-
-def write_tmax_agreement(rows: list[dict], path: str | Path) -> None:
-    """One row per participant and session (``results/qc/perfusion.tsv``), n/a for NaN."""
-    from tissuefate.io.atomic import atomic_write_text
-
-    def fmt(value):
-        return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else str(value)
-
-    lines = ["\t".join(TMAX_AGREEMENT_COLUMNS)]
-    lines += ["\t".join(fmt(row.get(c)) for c in TMAX_AGREEMENT_COLUMNS) for row in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")

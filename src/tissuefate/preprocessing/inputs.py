@@ -36,10 +36,14 @@ class ParticipantInputs:
     # The FLAIR's session: "final" (follow-up, days later: the Fig 3 background) or
     # "baseline" (acquired with the DWI, e.g. ISLES 2022).
     flair_session: str = "final"
+    # "provided" (the dataset's maps) or "computed" (from raw DSC, perfusion.maps_source).
+    perfusion_source: str = "provided"
 
     @classmethod
-    def from_bids(cls, bids_root: str | Path, label: str) -> "ParticipantInputs":
-        f = ParticipantFiles(Path(bids_root), validate_label(label))
+    def from_bids(cls, bids_root: str | Path, label: str, maps_dir: str | Path | None = None) -> "ParticipantInputs":
+        """``maps_dir``: perfusion maps computed from raw DSC (``io.bids.perfusion_maps_dir``)
+        instead of the dataset's own."""
+        f = ParticipantFiles(Path(bids_root), validate_label(label), None if maps_dir is None else Path(maps_dir))
         perf = {m: f.baseline(m) for m in PERFUSION_MAPS if f.baseline(m).exists()}
         if perf and len(perf) != len(PERFUSION_MAPS):
             missing = [m for m in PERFUSION_MAPS if m not in perf]
@@ -59,6 +63,7 @@ class ParticipantInputs:
             tmax_followup=opt(f.tmax_followup) if perf else None,
             flair=opt(f.flair_final),
             lesion=opt(f.infarct_mask),
+            perfusion_source="provided" if maps_dir is None else "computed",
         )
 
 

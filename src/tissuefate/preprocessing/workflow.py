@@ -26,7 +26,7 @@ import numpy as np
 from tissuefate.errors import InputError
 from tissuefate.io import derivatives
 from tissuefate.io.atomic import atomic_path
-from tissuefate.io.bids import ParticipantFiles, validate_label, write_json
+from tissuefate.io.bids import ParticipantFiles, perfusion_maps_dir, validate_label, write_json
 from tissuefate.io.derivatives import SPACE
 from tissuefate.io.derivatives import followup_tmax_path  # noqa: F401  (part of this module's API)
 from tissuefate.io.nifti import load_image, save_image
@@ -155,6 +155,7 @@ def preprocess_inputs(
         "adc_unit": {"factor_to_um2_per_s": checks["adc_factor"], "source": checks["adc_unit_source"]},
         "tmax_unit": checks.get("tmax_unit"),
         "has_perfusion": bool(inputs.perfusion),
+        "perfusion_source": inputs.perfusion_source if inputs.perfusion else None,
         "has_followup_tmax": inputs.tmax_followup is not None and bool(inputs.perfusion),
         "final_lesion": None if checks["lesion_on"] is None else {"source": inputs.lesion_description, "drawn_on": checks["lesion_on"]},
         "flair_session": None if inputs.flair is None else inputs.flair_session,
@@ -205,7 +206,9 @@ def preprocess_participant(
     (maps, masks, final infarct, transforms, QC figure, summary JSON). ``config`` is the
     whole workflow config (``preprocessing`` and ``cohort.tmax_threshold_s`` are read)."""
     settings = config if isinstance(config, PreprocessingSettings) else PreprocessingSettings.from_config(config)
-    inputs = ParticipantInputs.from_bids(bids_root, label)
+    # perfusion.maps_source: computed -> the maps computed from raw DSC (docs/perfusion.md).
+    maps_dir = perfusion_maps_dir(config) if isinstance(config, dict) else None
+    inputs = ParticipantInputs.from_bids(bids_root, label, maps_dir)
     return preprocess_inputs(inputs, results, settings, template_dir=template_dir)
 
 

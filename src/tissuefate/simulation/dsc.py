@@ -3,11 +3,14 @@
 Indicator dilution (Ostergaard et al. 1996; equations in docs/simulation.md), per voxel:
 
     C_a(t)  = gamma variate (+ a small recirculation), in units of Delta R2* (1/s)
-    C_t(t)  = F [C_a(. - delta) (x) h (x) R](t),   F = CBF / 6000 (1/s), R(t) = exp(-t / MTT),
-              h(t) = exp(-t / beta) / beta (dispersion), MTT = 60 CBV / CBF (s)
-    S(t)    = S0 exp(-TE C(t))          (one relaxivity for blood and tissue)
+    C_t(t)  = q F [C_a(. - delta) (x) h (x) R](t),   F = CBF / 6000 (1/s), R(t) = exp(-t / MTT),
+              h(t) = exp(-t / beta) / beta (dispersion), MTT = 60 CBV / CBF (s),
+              q = r (rho / kH): tissue Delta R2* per unit contrast agent is r = 4 times the
+              arterial voxel's (the measured AIF), and the haematocrit/density convention of the
+              perfusion stage (Rempp et al. 1994: CBV = kH/rho x integral C_t / integral C_a)
+    S(t)    = S0 exp(-TE C(t))
 
-so that the integral of C_t over that of C_a is CBV / 100 exactly. Convolutions are
+so that kH/rho times the integral of C_t over that of C_a is r CBV / 100 exactly. Convolutions are
 exact-area recursive exponential filters on a time grid of TR / 8, computed once per study
 for a table over (MTT, Tmax) and interpolated bilinearly per voxel (exact in the integral).
 """
@@ -30,6 +33,14 @@ RECIRCULATION = (0.12, 8.0, 3.0)  # relative amount, delay (s), beta (s) of the 
 S0_BRAIN = 1000.0
 FIRST_FRAME_FACTOR = 1.6  # the first frame is not at steady state (no T1 saturation yet)
 SUBSTEPS = 8
+# Tissue Delta R2* per unit contrast agent relative to the arterial (AIF) voxel. With one
+# relaxivity for both, grey matter dropped ~5 % at the bolus instead of the 20-40 % of patients
+# and its CNR (~3) buried Tmax in noise; in vivo the two differ (Kiselev, MRM 2001;46:1113) and
+# a linear one-relaxivity analysis overestimates CBV and CBF about 4-fold (Jochimsen et al.,
+# NMR Biomed 2007;20:429). docs/simulation.md, "Raw DSC perfusion".
+TISSUE_RELAXIVITY_RATIO = 4.0
+KH, RHO_G_PER_ML = 0.73, 1.04  # the perfusion stage's defaults (docs/perfusion.md)
+TISSUE_SCALE = TISSUE_RELAXIVITY_RATIO * RHO_G_PER_ML / KH
 
 
 @dataclass
@@ -145,7 +156,7 @@ def simulate_dsc(maps: dict[str, np.ndarray], coords: np.ndarray, site, rng: np.
     delay, dispersion = delay_and_dispersion(tmax, mtt)
     t0 = float(rng.uniform(8.0, 14.0))
     idx = np.flatnonzero(brain)
-    r2 = tissue_curves_lut(tr, n_frames, t0, cbf.ravel()[idx], mtt.ravel()[idx], tmax.ravel()[idx])
+    r2 = TISSUE_SCALE * tissue_curves_lut(tr, n_frames, t0, cbf.ravel()[idx], mtt.ravel()[idx], tmax.ravel()[idx])
     aif_idx = aif_location(coords, brain, lesion_side)
     frames_t = np.arange(n_frames) * tr
     aif_curve = arterial_input(frames_t, t0)
@@ -183,6 +194,8 @@ def simulate_dsc(maps: dict[str, np.ndarray], coords: np.ndarray, site, rng: np.
             "delta_r2star_per_s": aif_curve.round(6).tolist(),
             "S0": float(S0_BRAIN * site.intensity_scale),
             "first_frame_factor": FIRST_FRAME_FACTOR,
+            "tissue_relaxivity_ratio": TISSUE_RELAXIVITY_RATIO,
+            "tissue_scale": round(TISSUE_SCALE, 6),
             "EchoTime": te,
             "RepetitionTime": tr,
         },
