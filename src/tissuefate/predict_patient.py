@@ -409,7 +409,8 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--participant", help="participant label in --bids (or a name for the output files)")
     p.add_argument("--adc-unit", help="override the bundle's ADC unit policy: auto, or e.g. '10^-3 mm^2/s'")
     p.add_argument("--folds", type=int, nargs="+", help="only these fold models of the ensemble")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="ANTs threads, and how many models of the ensemble run side by side (one torch thread each)")
 
 
 def maps_from_args(args, work: Path) -> PatientMaps:
