@@ -103,9 +103,13 @@ def main() -> None:
         wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
         rt = summary["runtime_s"]
         rows.append((wall, cpu, rt["preprocessing_s"], rt["models_s"], load0, os.getloadavg()[0]))
+        n_models = sum(len(m) for m in summary["model"]["members"].values())
         print(f"run {r + 1}: end to end {wall:.1f} s wall, {cpu:.1f} s CPU; preprocessing {rt['preprocessing_s']:.1f} s; "
-              f"models (10 models, MNI predict + map back) {rt['models_s']:.1f} s; load average {load0:.1f} -> "
+              f"models ({n_models} models, MNI predict + map back) {rt['models_s']:.1f} s; load average {load0:.1f} -> "
               f"{os.getloadavg()[0]:.1f}", flush=True)
+        # Per phase, CPU seconds of this process (all threads: ANTs and torch run in it) and wall.
+        for name, ph in rt["phases"].items():
+            print(f"    {name:32s} {ph['cpu_s']:7.1f} s CPU {ph['wall_s']:7.1f} s wall", flush=True)
     best = min(rows)
     print(f"best of {len(rows)}: {best[0]:.1f} s wall, {best[1]:.1f} s CPU, models {best[3]:.1f} s "
           f"({args.resolution_mm} mm template, {args.threads} threads)")

@@ -127,6 +127,9 @@ def test_fold_model_alone_reproduces_the_study_prediction(ci_run, fold_predictio
         x, y = np.asarray(a.dataobj, np.float32), np.asarray(b.dataobj, np.float32)
         assert float(x.max()) > 0.01, "the study's map is empty: the comparison would prove nothing"
         np.testing.assert_allclose(y, x, atol=1e-5, rtol=0)
+        # Same bytes: the CI study predicts with one thread (training.resources.threads: 1), registers
+        # with one ITK thread, and so does this command with --threads 1.
+        assert np.array_equal(y, x)
         # One model: SD 0, mask = map >= threshold, volume from the mask.
         sd = np.asarray(nib.load(str(out / f"sub-{label}_space-orig_desc-{desc}SD_probseg.nii.gz")).dataobj)
         assert float(np.abs(sd).max()) == 0.0
@@ -167,6 +170,71 @@ def test_ensemble_interval_contains_each_member(ci_run, tmp_path):
     assert lo == min(m["volume_ml"] for m in members) and hi == max(m["volume_ml"] for m in members)
     sd = np.asarray(nib.load(str(tmp_path / "out" / f"sub-{label}_space-orig_desc-ischemiccoreSD_probseg.nii.gz")).dataobj)
     assert float(sd.max()) > 0  # different fold models disagree somewhere
+
+
+@pytest.mark.slow
+def test_ensemble_prediction_is_each_models_own_map_bit_for_bit(ci_run):
+    """predict_ensemble (batches built once, models side by side with one thread each) gives
+    exactly predict_volume's map per model with one thread, as the study's prediction jobs
+    run it (training.resources.threads: 1 in config/ci.yaml)."""
+    import torch
+
+    from tissuefate.dataset import load_participant
+    from tissuefate.model import load_model
+    from tissuefate.prediction import predict_ensemble, predict_volume
+
+    label, _ = _test_patient(ci_run)
+    volumes = load_participant(ci_run / "results", label, with_target=False)
+    paths = sorted((ci_run / "results" / "bundle" / "models").rglob("fold-*.pt"))
+    assert len(paths) >= 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = [predict_volume(load_model(p), volumes) for p in paths]
+        torch.set_num_threads(2)
+        together = predict_ensemble(paths, volumes, workers=2)
+        assert torch.get_num_threads() == 2  # restored
+        serial = predict_ensemble([load_model(p) for p in paths[:2]], volumes, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(together) == len(paths)
+    assert max(float(a.max()) for a in alone) > 0.01
+    assert len({a.tobytes() for a in alone}) == len(alone)  # different models, different maps: order is checked
+    for a, b in zip(alone, together):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    for a, b in zip(alone, serial):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_to_native_many_is_to_native_of_each_bit_for_bit(ci_run, tmp_path):
+    """One ANTs call for several MNI volumes (a time series) resamples each exactly as alone:
+    probability maps (linear) and masks (genericLabel)."""
+    from tissuefate.io import derivatives
+    from tissuefate.io.nifti import save_image
+    from tissuefate.preprocessing.workflow import to_native, to_native_many
+
+    label, fold = _test_patient(ci_run)
+    results = ci_run / "results"
+    ref = PatientMaps.from_bids(_bids(ci_run), label).dwi
+    study = ci_run / "results" / "predictions" / "pretraining" / "tissue_at_risk" / f"fold-{fold}" / \
+        f"sub-{label}_ses-baseline_space-MNI152NLin2009aSym_desc-tissueatrisk_probseg.nii.gz"
+    img = nib.load(str(study))
+    rng = np.random.default_rng(0)
+    maps = [np.asarray(img.dataobj, np.float32), rng.random(img.shape, dtype=np.float32)]
+    masks = [np.asarray(nib.load(str(derivatives.preproc_mask(results, label, k))).dataobj, np.float32)
+             for k in ("adc620", "tmax6s", "coverage")]
+    for volumes, interp in ((maps, "linear"), (masks, "genericLabel")):
+        many = to_native_many(np.stack(volumes), img.affine, label, results, ref, interpolation=interp)
+        assert many.shape[0] == len(volumes) and many.dtype == np.float32
+        for i, v in enumerate(volumes):
+            path = tmp_path / f"{interp}-{i}.nii.gz"
+            save_image(v, img.affine, path)
+            alone = np.asarray(to_native(path, label, results, None, interpolation=interp, reference=ref).dataobj)
+            assert alone.shape == many[i].shape and np.array_equal(alone, many[i]), (interp, i)
+    assert float(many[2].sum()) > 0  # the coverage mask is not empty in the patient's space
+    one = to_native_many(np.stack(maps[:1]), img.affine, label, results, ref)
+    assert one.shape[0] == 1
 
 
 # ------------------------------------------------------------------ bad input: clear error, nothing written

@@ -31,7 +31,7 @@ from tissuefate.bundle import Bundle, load_bundle
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_dir
 from tissuefate.io.bids import PERFUSION_MAPS, ParticipantFiles, read_sidecar, validate_label
-from tissuefate.io.nifti import load_image
+from tissuefate.io.nifti import load_image, save_image
 from tissuefate.measures import voxel_volume_ml
 
 log = logging.getLogger("tissuefate")
@@ -126,11 +126,18 @@ def check_tmax_scale(path: Path, label: str) -> float:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _native(mni_path: Path, label: str, work: Path, reference: Path, interpolation: str = "linear") -> np.ndarray:
-    from tissuefate.preprocessing.workflow import to_native
+class _Phases:
+    """Wall and CPU seconds (this process, all its threads: ANTs and torch run in it) per phase."""
 
-    img = to_native(mni_path, label, work, None, interpolation=interpolation, reference=reference)
-    return np.asarray(img.dataobj, dtype=np.float32)
+    def __init__(self) -> None:
+        self.seconds: dict[str, dict[str, float]] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> float:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.seconds[name] = {"wall_s": round(wall - self._wall, 2), "cpu_s": round(cpu - self._cpu, 2)}
+        self._wall, self._cpu = wall, cpu
+        return self.seconds[name]["wall_s"]
 
 
 def _save(data: np.ndarray, affine: np.ndarray, path: Path, dtype=np.float32) -> None:
@@ -176,6 +183,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
     ``folds``: only these fold models (default: the whole ensemble). ``adc_unit``: overrides the
     bundle's ADC unit policy (``auto``, or a unit such as ``10^-3 mm^2/s``)."""
     t0 = time.perf_counter()
+    phases = _Phases()
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SUMMARY).exists():
         raise InputError("the output folder exists and is not a previous `tissuefate predict` output", path=out_dir,
@@ -194,6 +202,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         settings = replace(settings, adc_unit=adc_unit)
     label = maps.label
     timings: dict[str, float] = {}
+    phases.lap("bundle_and_input_checks")
     with tempfile.TemporaryDirectory(prefix="tissuefate-predict.") as tmp:
         work = Path(tmp).resolve()
         from tissuefate.preprocessing.workflow import ParticipantInputs, preprocess_inputs
@@ -201,10 +210,9 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         inputs = ParticipantInputs(label=label, b1000=Path(maps.dwi).resolve(), adc=Path(maps.adc).resolve(),
                                    b0=None if maps.b0 is None else Path(maps.b0).resolve(),
                                    perfusion={k: Path(v).resolve() for k, v in maps.perfusion.items()})
-        t = time.perf_counter()
         # The bundle's template is read-only: preprocessing writes nothing there when every file exists.
         preproc = preprocess_inputs(inputs, work, settings, template_dir=bundle.template_dir, work_dir=work / ".work")
-        timings["preprocessing_s"] = round(time.perf_counter() - t, 2)
+        timings["preprocessing_s"] = phases.lap("preprocessing")
         ref = Path(maps.dwi).resolve()
         ref_img = nib.load(str(ref))
         affine = ref_img.affine
@@ -212,44 +220,54 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         vol = lambda mask: round(float(np.count_nonzero(mask)) * voxel_ml, 1)  # noqa: E731
 
         from tissuefate.io import derivatives
+        from tissuefate.preprocessing.workflow import to_native_many
 
-        thr_masks = {}
+        # The thresholding masks in the patient's space (nearest-label resampling, as to_native).
+        thr_mni: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for key in ("adc620", "tmax6s"):
             p = derivatives.preproc_mask(work, label, key)
             if p.exists():
-                thr_masks[key] = _native(p, label, work, ref, "genericLabel") > 0.5
+                img = nib.load(str(p))
+                thr_mni[key] = (np.asarray(img.dataobj, dtype=np.float32), img.affine)
         if maps.perfusion:
             tmax = nib.load(str(derivatives.preproc_map(work, label, "Tmax", "preproc")))
-            cov = nib.load(str(derivatives.preproc_mask(work, label, "coverage"))).get_fdata() > 0.5
-            tmax10 = work / "tmax10s_mask.nii.gz"
-            _save((tmax.get_fdata() > 10.0) & cov, tmax.affine, tmax10, np.uint8)
-            thr_masks["tmax10s"] = _native(tmax10, label, work, ref, "genericLabel") > 0.5
+            cov = np.asarray(nib.load(str(derivatives.preproc_mask(work, label, "coverage"))).dataobj) > 0.5
+            thr_mni["tmax10s"] = (((np.asarray(tmax.dataobj, dtype=np.float64) > 10.0) & cov).astype(np.float32),
+                                  tmax.affine)
+        thr_masks = {}
+        for grid in {a.tobytes(): a for _, a in thr_mni.values()}.values():  # one ANTs call per MNI grid (one)
+            keys = [k for k, (_, a) in thr_mni.items() if np.array_equal(a, grid)]
+            native = to_native_many(np.stack([thr_mni[k][0] for k in keys]), grid, label, work, ref,
+                                    interpolation="genericLabel")
+            thr_masks.update({k: native[i] > 0.5 for i, k in enumerate(keys)})
+        thr_masks = {k: thr_masks[k] for k in thr_mni}
+        phases.lap("thresholding_masks_to_native")
 
         files: dict[str, tuple] = {}
-        mni_copies: list[Path] = []
+        mni_copies: dict[str, tuple] = {}
         members: dict[str, list[dict]] = {}
         ensemble: dict[str, dict] = {}
-        t = time.perf_counter()
+        timings["models_s"] = 0.0
         if maps.perfusion:
             from tissuefate.dataset import load_participant
-            from tissuefate.model import load_model
-            from tissuefate.prediction import predict_volume
+            from tissuefate.prediction import predict_ensemble
 
             volumes = load_participant(work, label, with_target=False)
+            runs = [(target, fold, path) for target in TARGET_DESC for fold, path in bundle.model_paths(target, folds)]
+            # Every model in MNI (as the study's prediction stage), then all maps back in one resampling.
+            probs_mni = predict_ensemble([path for _, _, path in runs], volumes, workers=threads or 1)
+            models_s = phases.lap("models_inference")
+            natives = to_native_many(np.stack(probs_mni), volumes.affine, label, work, ref)
             for target in TARGET_DESC:
                 probs = []
                 members[target] = []
-                for fold, path in bundle.model_paths(target, folds):
-                    prob = predict_volume(load_model(path), volumes)
-                    mni = work / f"{target}_fold-{fold}_mni.nii.gz"
-                    from tissuefate.io.nifti import save_image
-
-                    save_image(prob.astype(np.float32), volumes.affine, mni)  # as the study's prediction stage
-                    native = _native(mni, label, work, ref)
-                    probs.append(native)
-                    members[target].append({"fold": fold, "volume_ml": vol(native >= bundle.threshold)})
+                for i, (tgt, fold, _) in enumerate(runs):
+                    if tgt != target:
+                        continue
+                    probs.append(natives[i])
+                    members[target].append({"fold": fold, "volume_ml": vol(natives[i] >= bundle.threshold)})
                     if keep_mni:
-                        mni_copies.append(mni)
+                        mni_copies[f"{target}_fold-{fold}_mni.nii.gz"] = (probs_mni[i], volumes.affine)
                 stack = np.stack(probs)
                 mean = stack.mean(axis=0)
                 sd = stack.std(axis=0)
@@ -262,7 +280,8 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
                 if len(probs) == 1:
                     # One model: its own map, bit for bit (no averaging arithmetic).
                     files[f"sub-{label}_space-orig_desc-{desc}_probseg.nii.gz"] = (probs[0], np.float32)
-        timings["models_s"] = round(time.perf_counter() - t, 2)
+            models_s += phases.lap("models_to_native_and_ensemble")
+            timings["models_s"] = round(models_s, 2)
 
         summary = build_summary(bundle, maps, preproc, ensemble, members, thr_masks, vol, folds)
         summary["warnings"] = warnings_of(bundle, maps, preproc)
@@ -270,8 +289,8 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         with atomic_dir(out_dir) as out:
             for name, (data, dtype) in files.items():
                 _save(data, affine, out / name, dtype)
-            for mni in mni_copies:
-                shutil.copyfile(mni, out / mni.name)
+            for name, (data, mni_affine) in mni_copies.items():
+                save_image(data.astype(np.float32), mni_affine, out / name)  # as the study's prediction stage
             for key in ("adc620", "tmax6s"):
                 if key in thr_masks:
                     _save(thr_masks[key], affine, out / f"sub-{label}_space-orig_desc-{key}_mask.nii.gz", np.uint8)
@@ -284,6 +303,9 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
                          {"tissue_at_risk": (thr_masks["tmax6s"] | thr_masks["adc620"]) if "tmax6s" in thr_masks else None,
                           "ischemic_core": thr_masks.get("adc620")},
                          out / "report.png", out / "report.html")
+            phases.lap("outputs_and_report")
+            summary["runtime_s"]["phases"] = phases.seconds
+            summary["runtime_s"]["total_cpu_s"] = round(sum(v["cpu_s"] for v in phases.seconds.values()), 2)
             (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
         umask = os.umask(0)
         os.umask(umask)
@@ -387,7 +409,8 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--participant", help="participant label in --bids (or a name for the output files)")
     p.add_argument("--adc-unit", help="override the bundle's ADC unit policy: auto, or e.g. '10^-3 mm^2/s'")
     p.add_argument("--folds", type=int, nargs="+", help="only these fold models of the ensemble")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="ANTs threads, and how many models of the ensemble run side by side (one torch thread each)")
 
 
 def maps_from_args(args, work: Path) -> PatientMaps:

@@ -8,7 +8,10 @@ native space belongs to preprocessing (it owns the inverse transform).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -24,7 +27,29 @@ def _autocast(device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def _slice_batches(data: SliceDataset, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(centre slices, 2.5D inputs, coverage) per batch, in the order ``predict_volume`` runs them."""
+    index = data.sample_slices
+    out = []
+    for start in range(0, len(index), batch_size):
+        idx = index[start : start + batch_size]
+        x, cov, _ = data.batch(idx)
+        out.append((idx, x, cov))
+    return out
+
+
 @torch.no_grad()
+def _predict_batches(model: AttentionUNet2p5D, volumes: ParticipantVolumes, data: SliceDataset, batches: list,
+                     device: torch.device) -> np.ndarray:
+    model = model.to(device).eval()
+    prob = torch.zeros(data.coverage.shape, dtype=torch.float32, device=device)
+    for idx, x, cov in batches:
+        with _autocast(device):
+            logits = model(x)
+        prob[idx] = torch.sigmoid(logits[:, 0].float()) * cov
+    return volumes.to_file_grid(data.unpad(prob.cpu().numpy(), 0))
+
+
 def predict_volume(
     model: AttentionUNet2p5D,
     volumes: ParticipantVolumes,
@@ -33,17 +58,54 @@ def predict_volume(
 ) -> np.ndarray:
     """Probability per voxel, in the NIfTI file's voxel order; 0 outside coverage."""
     device = torch.device(device)
-    model = model.to(device).eval()
     data = SliceDataset([volumes], model.config.n_slices, model.config.size_multiple, device=device)
-    prob = torch.zeros(data.coverage.shape, dtype=torch.float32, device=device)
-    index = data.sample_slices
-    for start in range(0, len(index), batch_size):
-        idx = index[start : start + batch_size]
-        x, cov, _ = data.batch(idx)
-        with _autocast(device):
-            logits = model(x)
-        prob[idx] = torch.sigmoid(logits[:, 0].float()) * cov
-    return volumes.to_file_grid(data.unpad(prob.cpu().numpy(), 0))
+    return _predict_batches(model, volumes, data, _slice_batches(data, batch_size), device)
+
+
+def predict_ensemble(
+    models: Sequence[AttentionUNet2p5D | str | Path],
+    volumes: ParticipantVolumes,
+    *,
+    workers: int = 1,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> list[np.ndarray]:
+    """``predict_volume`` of every model (or checkpoint path) on one participant, in the order
+    given: on the CPU each model runs with one intra-op thread, so every map is bit for bit
+    ``predict_volume``'s with ``torch.set_num_threads(1)`` (the study's prediction jobs with
+    ``training.resources.threads: 1``, as in config/config.yaml and config/ci.yaml; with more
+    threads oneDNN may sum in another order: maps differ in the last float bit, ~6e-8).
+
+    Cheaper than one call per model: the 2.5D batches are built once for all models of the
+    same slice geometry, and ``workers`` models run side by side (two models on two cores
+    scale better than two OpenMP threads per convolution, which also spin at their barriers
+    and cost about twice the CPU time when the machine is busy)."""
+    device = torch.device(device)
+    shared: dict[tuple[int, int], tuple[SliceDataset, list]] = {}
+    lock = threading.Lock()
+
+    def run(item) -> np.ndarray:
+        model = load_model(item) if isinstance(item, (str, Path)) else item
+        key = (model.config.n_slices, model.config.size_multiple)
+        with lock:
+            if key not in shared:
+                data = SliceDataset([volumes], *key, device=device)
+                shared[key] = (data, _slice_batches(data, batch_size))
+        data, batches = shared[key]
+        return _predict_batches(model, volumes, data, batches, device)
+
+    if device.type != "cpu":
+        return [run(m) for m in models]
+    workers = max(1, min(int(workers), len(models)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if workers == 1:
+            return [run(m) for m in models]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, models))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def predict_participant(

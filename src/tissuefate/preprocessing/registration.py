@@ -155,14 +155,20 @@ def apply_transforms(
     out: str | Path,
     *,
     interpolation: str = "linear",
+    time_series: bool = False,
 ) -> Path:
     """Resample ``moving`` onto ``reference`` through ``transforms`` (ANTs order), once.
 
-    An empty list resamples by the headers alone (the identity)."""
+    An empty list resamples by the headers alone (the identity). ``time_series``: ``moving``
+    is 4D and every volume goes through the same transforms (read once), each resampled
+    exactly as alone."""
     ants = _ants()
     ref, mov = read(reference), read(moving)
+    if time_series and not transforms:
+        raise ValueError("a time series needs at least one transform")
     if transforms:
-        out_img = ants.apply_transforms(ref, mov, [str(t) for t in transforms], interpolator=interpolation)
+        out_img = ants.apply_transforms(ref, mov, [str(t) for t in transforms], interpolator=interpolation,
+                                        imagetype=3 if time_series else 0)
     else:
         interp = "nearestNeighbor" if interpolation in ("genericLabel", "nearestNeighbor") else "linear"
         out_img = ants.resample_image_to_target(mov, ref, interp_type=interp)

@@ -244,3 +244,33 @@ def to_native(
     if out_path is not None:
         save_image(data, ref.affine, out_path)
     return native
+
+
+def to_native_many(
+    volumes: np.ndarray,
+    affine: np.ndarray,
+    label: str,
+    results: str | Path,
+    reference: str | Path,
+    *,
+    interpolation: str = "linear",
+) -> np.ndarray:
+    """:func:`to_native` of several MNI-space volumes of one grid at once: ``volumes``
+    (N, X, Y, Z) on ``affine`` -> (N, x, y, z) float32 on the grid of ``reference``. One ANTs
+    call for all of them (the inverse transform is read once); each volume comes out the same,
+    bit for bit, as :func:`to_native` of it saved as float32 NIfTI (checked in the tests)."""
+    label = validate_label(label)
+    inv = derivatives.transform(results, label, inverse=True)
+    if not inv.exists():
+        raise InputError("the inverse transform is missing", participant=label, path=inv, fix="run the preprocessing of this participant first")
+    volumes = np.asarray(volumes, dtype=np.float32)
+    if volumes.ndim != 4 or len(volumes) == 0:
+        raise ValueError(f"expected (N, X, Y, Z) volumes, got shape {volumes.shape}")
+    series = len(volumes) > 1  # ITK reads a 4D image with one volume as 3D
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Path(tmp) / "mni.nii"  # uncompressed: written and read once
+        save_image(np.moveaxis(volumes, 0, -1) if series else volumes[0], affine, stack)
+        out = apply_transforms(stack, reference, [inv], Path(tmp) / "native.nii", interpolation=interpolation,
+                               time_series=series)
+        data = np.asarray(nib.load(str(out)).dataobj, dtype=np.float32)
+    return np.ascontiguousarray(np.moveaxis(data, -1, 0)) if series else data[None]
