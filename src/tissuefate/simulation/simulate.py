@@ -78,7 +78,9 @@ def write_plan(config: dict, bids_root: str | Path) -> pd.DataFrame:
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray, dtype=np.float32) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    # Fortran order is NIfTI's on-disk order: nibabel then writes contiguous slices (the same
+    # bytes, without a strided gather per slice).
+    img = nib.Nifti1Image(np.asfortranarray(data, dtype=dtype), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
