@@ -263,7 +263,7 @@ def _write_final(c: _Context) -> None:
     flair_aff, flair_shape = grid_affine(site.orientation, np.multiply(site.flair_voxel, c.res), site.fov_mm)
     motion = session_motion(c.rng, 10.0, 10.0)
     fl, _ = sample_to_grid({"flair": c.maps.flair, "infarct": c.maps.final_infarct.astype(np.float32)},
-                           c.anat, c.pose, motion, flair_aff, flair_shape)
+                           c.anat, c.pose, motion, flair_aff, flair_shape, coords=False)
     flair = rician(fl["flair"] * 400.0 * site.intensity_scale * bias_field(c.rng, flair_shape), c.sigma * 0.8, c.rng)
     hours = 720.0 if c.row["followup"] == "flair_30d" else round(float(c.rng.uniform(80, 160)), 1)
     _write(c.tmp(c.files.flair_final), flair, flair_aff, {**c.common, "HoursSinceBaseline": hours})
