@@ -288,3 +288,82 @@ def test_every_perfusion_study_has_a_raw_dsc_series(simulated_bids):
             assert len(json.loads(truth.read_text())["voxels_ijk"]) > 0
             n += 1
     assert n > 10
+
+
+# The simulator's shortcuts (bench/bench_simulation.py) must give what the direct computation gives.
+
+
+def _toy_anatomy(res: float = 4.0):
+    from tissuefate.simulation.anatomy import Anatomy
+
+    shape = (40, 46, 38)
+    affine = np.diag([res, res, res, 1.0])
+    affine[:3, 3] = [-78.0, -112.0, -70.0]
+    ijk = np.indices(shape, dtype=float)
+    r = np.sqrt(((ijk[0] - 20) / 16) ** 2 + ((ijk[1] - 24) / 19) ** 2 + ((ijk[2] - 18) / 15) ** 2)
+    brain = r < 1.0
+    gm = np.where(brain, np.clip(r, 0, 1), 0).astype(np.float32)
+    wm = np.where(brain, 1 - gm, 0).astype(np.float32) * 0.9
+    csf = (np.clip(1 - gm - wm, 0, 1) * brain).astype(np.float32)
+    return Anatomy(affine=affine, t1=gm, gm=gm, wm=wm, csf=csf, brain=brain, resolution_mm=res)
+
+
+def test_fortran_order_keeps_values():
+    from tissuefate.simulation.simulate import fortran_order
+
+    rng = np.random.default_rng(0)
+    for data, dtype in ((rng.normal(1000, 50, (7, 6, 5, 9)), np.int16), (rng.normal(size=(7, 6, 5)), np.float32),
+                        (np.moveaxis(rng.normal(size=(3, 7, 6, 5)), 0, -1), np.float32)):
+        out = fortran_order(data, dtype)
+        assert out.flags.f_contiguous and out.dtype == dtype
+        np.testing.assert_array_equal(out, np.asarray(data, dtype=dtype))
+
+
+def test_sampling_near_the_support_equals_interpolating_every_point():
+    from tissuefate.simulation.protocol import grid_affine, random_pose, rigid, sample_to_grid
+
+    anat = _toy_anatomy()
+    rng = np.random.default_rng(3)
+    pose = random_pose(anat, rng, 15.0, 10.0, 2.5)
+    blob = np.zeros(anat.shape, dtype=np.float32)
+    blob[12:20, 20:31, 10:16] = rng.uniform(1, 2, (8, 11, 6))
+    volumes = {"blob": blob, "brain": anat.brain.astype(np.float32)}
+    affine, shape = grid_affine("LAS", (3.2, 3.2, 4.5), (240.0, 240.0, 156.0))
+    motion = rigid((4.0, -3.0, 2.0), (3.0, -2.0, 5.0))
+    out, coords = sample_to_grid(volumes, anat, pose, motion, affine, shape)
+    out_nc, none = sample_to_grid(volumes, anat, pose, motion, affine, shape, coords=False)
+    # The direct computation: every point deformed and interpolated.
+    p = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    p = affine[:3, :3] @ p + affine[:3, 3:4]
+    q = pose.to_mni(motion[:3, :3] @ p + motion[:3, 3:4])
+    ijk = np.linalg.solve(anat.affine[:3, :3], q - anat.affine[:3, 3:4])
+    np.testing.assert_array_equal(coords, q.reshape((3,) + shape))
+    assert none is None
+    for name, vol in volumes.items():
+        ref = ndimage.map_coordinates(vol, ijk, order=1, mode="constant", cval=0.0).reshape(shape)
+        assert ref.any() and (ref == 0).any()
+        np.testing.assert_array_equal(out[name], ref)
+        np.testing.assert_array_equal(out_nc[name], ref)
+
+
+def test_core_depth_and_followup_shortcuts_equal_the_full_grid_computation():
+    from tissuefate.simulation.anatomy import smooth_noise
+    from tissuefate.simulation.lesion import core_depth_map, followup_severity, tmax_from_severity
+
+    anat = _toy_anatomy()
+    core = np.zeros(anat.shape, dtype=bool)
+    core[14:21, 18:26, 12:17] = True
+    core[14, 18, 12] = False
+    depth = core_depth_map(anat, core, np.random.default_rng(5))
+    inside = ndimage.distance_transform_edt(core, sampling=anat.resolution_mm)
+    noise = smooth_noise(np.random.default_rng(5), anat.shape, 4.0 / anat.resolution_mm)
+    ref = np.where(core, np.clip((inside - 0.5 * anat.resolution_mm) / 6.0 + 0.45 * noise, 0, 1), 0).astype(np.float32)
+    np.testing.assert_array_equal(depth, ref)
+
+    severity = np.clip(smooth_noise(np.random.default_rng(6), anat.shape, 3.0) * 0.4, 0, 1).astype(np.float32)
+    severity[~anat.brain] = 0
+    s24, achieved = followup_severity(severity, 40.0, 0.064)
+    base = (tmax_from_severity(severity) > 6.0).sum()
+    after = (tmax_from_severity(s24) > 6.0).sum()
+    assert base > 100 and achieved == pytest.approx(100.0 * (1 - after / base), abs=1e-9)
+    assert 30.0 < achieved < 50.0

@@ -132,15 +132,24 @@ def _top_voxels(score: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def lesion_distance(anat: Anatomy, core: np.ndarray) -> np.ndarray:
+    """d_lesion: distance (mm) of every voxel from the lesion (0 inside it)."""
+    return ndimage.distance_transform_edt(~core, sampling=anat.resolution_mm)
+
+
 def hypoperfusion_severity(anat: Anatomy, core: np.ndarray, territory: np.ndarray, p: LesionParams,
-                           rng: np.random.Generator) -> np.ndarray:
+                           rng: np.random.Generator, d_lesion: np.ndarray | None = None) -> np.ndarray:
     """Severity s: Tmax > 6 s exactly on the ``tmax6_target_ml`` voxels of highest perfusion score
 
     score = -d_lesion / lambda + a xi - d_territory / 3 mm; s = s6 + k (score - tau),
-    k = 0.06 + 0.12 (1 - c): poor collaterals make the hypoperfusion deeper.
+    k = 0.06 + 0.12 (1 - c): poor collaterals make the hypoperfusion deeper. ``d_lesion``:
+    ``lesion_distance(anat, core)`` if already computed.
     """
     res = anat.resolution_mm
-    d_lesion = ndimage.distance_transform_edt(~core, sampling=res) if core.any() else np.full(anat.shape, 60.0)
+    if not core.any():
+        d_lesion = np.full(anat.shape, 60.0)
+    elif d_lesion is None:
+        d_lesion = lesion_distance(anat, core)
     region = territory | ndimage.binary_dilation(core, iterations=1)
     d_territory = ndimage.distance_transform_edt(~region, sampling=res)
     score = -d_lesion / HYPOPERFUSION_LENGTH_MM + HYPOPERFUSION_NOISE * smooth_noise(rng, anat.shape, 8.0 / res)
@@ -167,16 +176,21 @@ def core_depth_map(anat: Anatomy, core: np.ndarray, rng: np.random.Generator) ->
     """0 at the lesion's rim, 1 deep inside (6 mm), with smooth noise: it sets the ADC drop."""
     if not core.any():
         return np.zeros(anat.shape, dtype=np.float32)
-    inside = ndimage.distance_transform_edt(core, sampling=anat.resolution_mm)
+    # The distance to the nearest non-lesion voxel, on the lesion's box grown by one voxel:
+    # that rim is all background, so no voxel outside it is nearer (same values as on the grid).
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in ndimage.find_objects(core.astype(np.uint8))[0])
+    inside = np.zeros(anat.shape)
+    inside[box] = ndimage.distance_transform_edt(core[box], sampling=anat.resolution_mm)
     depth = (inside - 0.5 * anat.resolution_mm) / 6.0 + 0.45 * smooth_noise(rng, anat.shape, 4.0 / anat.resolution_mm)
     return np.where(core, np.clip(depth, 0, 1), 0).astype(np.float32)
 
 
 def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndarray, territory: np.ndarray,
-                  p: LesionParams, rng: np.random.Generator) -> np.ndarray:
+                  p: LesionParams, rng: np.random.Generator, d_lesion: np.ndarray | None = None) -> np.ndarray:
     """(core less DWI reversal) union the top-n voxels of the death score in the territory.
 
     n = [g + (f0 - g)(1 - r^1.5)] |Tmax > 6 s \\ core|; death score = -d_lesion / lambda_F + b xi' + 0.5 f_GM.
+    ``d_lesion``: ``lesion_distance(anat, core)`` if already computed.
     """
     res = anat.resolution_mm
     tissue = anat.brain & (anat.csf < 0.6)
@@ -192,7 +206,8 @@ def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndar
     n_die = int(round(max(loss, 0.0) * penumbra.sum()))
     if n_die == 0 or not core.any():
         return survivors & tissue
-    d_lesion = ndimage.distance_transform_edt(~core, sampling=res)
+    if d_lesion is None:
+        d_lesion = lesion_distance(anat, core)
     gm = anat.gm / np.maximum(anat.gm + anat.wm, 1e-3)
     death = -d_lesion / DEATH_LENGTH_MM + DEATH_NOISE * smooth_noise(rng, anat.shape, 6.0 / res) + DEATH_GM_BONUS * gm
     eligible = (territory | penumbra) & tissue & ~core
@@ -227,12 +242,13 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
     core = place_core(anat, p, rng)
     sides = ("left", "right") if p.side == "bilateral" else (p.side,)
     territory = territory_mask(anat, p.artery, sides)
+    d_lesion = lesion_distance(anat, core) if core.any() else None  # used twice below
     if p.lesion_index < 0:  # a stroke mimic: no occlusion
         s = np.zeros(anat.shape, dtype=np.float32)
     else:
-        s = hypoperfusion_severity(anat, core, territory, p, rng)
+        s = hypoperfusion_severity(anat, core, territory, p, rng, d_lesion)
     depth = core_depth_map(anat, core, rng)
-    final = final_infarct(anat, core, depth, s, territory, p, rng)
+    final = final_infarct(anat, core, depth, s, territory, p, rng, d_lesion)
     perf = perfusion_maps(anat, s, p.collateral)
     # Diffusion: the ADC drop deepens from the lesion's rim inwards, so ADC < 620 misses the rim.
     adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.18 + 0.38 * depth), 1.0)
@@ -256,8 +272,13 @@ def followup_severity(
     Returns the 4-24 h severity and the rate achieved on the MNI grid. Bisection on a
     scale factor k (k > 1 lets a minimal-reperfusion lesion grow).
     """
+    # A voxel of severity <= 0 stays at severity 0 for every k >= 0: count those once, and
+    # scale only the others (the same per-voxel arithmetic on fewer voxels).
+    positive = severity[severity > 0]
+    n_rest = (severity.size - positive.size) * int(tmax_from_severity(np.zeros(1, dtype=severity.dtype))[0] > tmax_threshold_s)
+
     def volume(k: float) -> float:
-        return float((tmax_from_severity(np.clip(severity * k, 0, 1)) > tmax_threshold_s).sum()) * voxel_ml
+        return float((tmax_from_severity(np.clip(positive * k, 0, 1)) > tmax_threshold_s).sum() + n_rest) * voxel_ml
 
     base = volume(1.0)
     if base == 0:

@@ -85,12 +85,34 @@ class Pose:
     displacement: np.ndarray  # (3, X, Y, Z) on the anatomy's MNI grid, mm
     mni_affine: np.ndarray
 
-    def to_mni(self, scanner_xyz: np.ndarray) -> np.ndarray:
-        """Map scanner points (3, N) to MNI RAS mm (3, N)."""
+    def to_mni(self, scanner_xyz: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """Map scanner points (3, N) to MNI RAS mm (3, N).
+
+        ``where`` (bool, N): deform only those points; the others keep the rigid mapping R p + t
+        (for points whose deformed position is not needed).
+        """
+        q, ijk = self.rigid_to_mni(scanner_xyz)
+        return q + self.displacement_at(ijk, where)
+
+    def rigid_to_mni(self, scanner_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """R p + t in MNI mm, and as voxel indices of the MNI grid."""
         q = self.matrix[:3, :3] @ scanner_xyz + self.matrix[:3, 3:4]
-        ijk = np.linalg.solve(self.mni_affine[:3, :3], q - self.mni_affine[:3, 3:4])
-        u = np.stack([ndimage.map_coordinates(d, ijk, order=1, mode="nearest") for d in self.displacement])
-        return q + u
+        return q, np.linalg.solve(self.mni_affine[:3, :3], q - self.mni_affine[:3, 3:4])
+
+    def displacement_at(self, ijk: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """u (mm, float32) at MNI voxel indices ``ijk`` (3, N); 0 outside ``where`` if given."""
+        if where is None:
+            return np.stack([ndimage.map_coordinates(d, ijk, order=1, mode="nearest") for d in self.displacement])
+        u = np.zeros(ijk.shape, dtype=self.displacement.dtype)
+        sub = ijk[:, where]
+        for axis, d in enumerate(self.displacement):
+            u[axis, where] = ndimage.map_coordinates(d, sub, order=1, mode="nearest")
+        return u
+
+    def reach_voxels(self) -> float:
+        """An upper bound of how far (MNI voxels) the deformation moves any point."""
+        smallest = float(np.linalg.svd(self.mni_affine[:3, :3], compute_uv=False).min())
+        return float(np.sqrt(3.0) * np.abs(self.displacement).max()) / smallest
 
 
 def random_pose(anat: Anatomy, rng: np.random.Generator, max_rotation_deg: float, max_shift_mm: float,
@@ -114,18 +136,56 @@ def grid_points(affine: np.ndarray, shape) -> np.ndarray:
 
 
 def sample_to_grid(volumes: dict[str, np.ndarray], anat: Anatomy, pose: Pose, motion: np.ndarray,
-                   affine: np.ndarray, shape, order: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Sample MNI-space volumes onto a native grid; also return the true MNI coordinates."""
+                   affine: np.ndarray, shape, order: int = 1,
+                   coords: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Sample MNI-space volumes onto a native grid; also return the true MNI coordinates
+    (None with ``coords=False``: then only the points that can sample a nonzero value are deformed)."""
     p = grid_points(affine, shape)
     p = motion[:3, :3] @ p + motion[:3, 3:4]
-    q = pose.to_mni(p)
+    # Linear interpolation is local: a point whose neighbours are all zero samples 0.0 exactly,
+    # so only the points near the volumes' nonzero box are interpolated (same values, fewer points).
+    box = _support_box(volumes) if order <= 1 else None
+    q_rigid, ijk_rigid = pose.rigid_to_mni(p)
+    where = None
+    if box is not None and not coords:
+        where = _near_box(ijk_rigid, box, 2.0 + pose.reach_voxels() + 1.0)
+    q = q_rigid + pose.displacement_at(ijk_rigid, where)
     ijk = np.linalg.solve(anat.affine[:3, :3], q - anat.affine[:3, 3:4])
-    out = {
-        name: ndimage.map_coordinates(vol.astype(np.float32), ijk, order=order, mode="constant", cval=0.0)
-        .reshape(shape).astype(np.float32)
-        for name, vol in volumes.items()
-    }
-    return out, q.reshape((3,) + tuple(shape))
+    near = None if box is None else _near_box(ijk, box, 2.0)
+    out = {}
+    for name, vol in volumes.items():
+        vol = np.asarray(vol, dtype=np.float32)
+        if near is None:
+            sampled = ndimage.map_coordinates(vol, ijk, order=order, mode="constant", cval=0.0)
+        else:
+            sampled = np.zeros(ijk.shape[1], dtype=np.float32)
+            sampled[near] = ndimage.map_coordinates(vol, ijk[:, near], order=order, mode="constant", cval=0.0)
+        out[name] = sampled.reshape(shape).astype(np.float32)
+    return out, (q.reshape((3,) + tuple(shape)) if coords else None)
+
+
+def _support_box(volumes: dict[str, np.ndarray]) -> list[tuple[int, int]] | None:
+    """First and last index, per axis, of the voxels where any volume is nonzero (None: all zero)."""
+    nonzero = np.zeros(next(iter(volumes.values())).shape, dtype=bool)
+    for vol in volumes.values():
+        nonzero |= np.asarray(vol) != 0
+    box = []
+    for axis in range(3):
+        hits = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hits.size == 0:
+            return [(0, -1)] * 3  # empty: no point is near
+        box.append((int(hits[0]), int(hits[-1])))
+    return box
+
+
+def _near_box(ijk: np.ndarray, box: list[tuple[int, int]], margin: float) -> np.ndarray:
+    """Points (columns of ``ijk``) less than ``margin`` voxels outside ``box`` on every axis."""
+    near = np.ones(ijk.shape[1], dtype=bool)
+    for axis, (lo, hi) in enumerate(box):
+        if hi < lo:
+            return np.zeros(ijk.shape[1], dtype=bool)
+        near &= (ijk[axis] > lo - margin) & (ijk[axis] < hi + margin)
+    return near
 
 
 def bias_field(rng: np.random.Generator, shape, strength: float = 0.15) -> np.ndarray:
