@@ -207,6 +207,13 @@ def evaluation_inputs(wildcards):
     }
 
 
+def simulator_truth():
+    """The dataset carries the simulator's truth (simulated, or a simulated dataset run as real data)."""
+    return (
+        config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir()
+    )
+
+
 def final_outputs(wildcards):
     outputs = [
         *rules.results_description.output,
@@ -216,7 +223,7 @@ def final_outputs(wildcards):
         *rules.figures.output,
         *rules.bundle.output,
     ]
-    if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
+    if simulator_truth():
         # Accuracy against the simulator's truth (also for a simulated dataset run as real data).
         outputs.append(rules.registration_accuracy.output[0])
     return outputs
@@ -262,6 +269,6 @@ def perfusion_outputs(wildcards):
     if MAPS_DIR is None:
         return []
     outputs = perfusion_session_dirs(SUBJECTS)
-    if config["dataset"]["simulate"] or Path(f"{BIDS}/derivatives/simulation").is_dir():
+    if simulator_truth():
         outputs.append(rules.perfusion_accuracy.output[0])
     return outputs

@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from tissuefate.io.bids import ParticipantFiles
 from tissuefate.io.tables import write_tsv
 from tissuefate.measures import voxel_volume_ml
 from tissuefate.perfusion.job import output_paths, raw_dsc_series
@@ -50,8 +51,7 @@ def session_of(folder) -> tuple[str, str]:
 
 def true_map_path(bids_root, label: str, session: str, name: str = "Tmax") -> Path:
     """The simulator's true map of a session's raw DSC series (on the series' grid)."""
-    sub = f"sub-{label}"
-    return Path(bids_root) / "derivatives" / "simulation" / sub / f"{sub}_ses-{session}_desc-true{name}_dsc.nii.gz"
+    return ParticipantFiles(Path(bids_root), label).truth_dir() / f"sub-{label}_ses-{session}_desc-true{name}_dsc.nii.gz"
 
 
 def _load(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -80,7 +80,7 @@ def session_accuracy(folder, bids_root, threshold_s: float = 6.0) -> dict:
                                    threshold_s)
     summary = json.loads(paths["summary"].read_text())
     chosen = {tuple(v) for v in json.loads(paths["aif_json"].read_text())["VoxelIndices"]}
-    aif_truth = Path(bids_root) / "derivatives" / "simulation" / f"sub-{label}" / f"{prefix}_desc-aif_dsc.json"
+    aif_truth = ParticipantFiles(Path(bids_root), label).truth_dir() / f"{prefix}_desc-aif_dsc.json"
     true_voxels = {tuple(v) for v in json.loads(aif_truth.read_text())["voxels_ijk"]}
     return {"participant_id": f"sub-{label}", "session": session, **row,
             "aif_method": summary["AIFMethod"], "aif_voxels": summary["AIFVoxels"],

@@ -212,6 +212,14 @@ def preprocess_participant(
     return preprocess_inputs(inputs, results, settings, template_dir=template_dir)
 
 
+def _inverse_transform(results: str | Path, label: str) -> Path:
+    """The participant's saved MNI -> native transform (preprocessing writes it)."""
+    inv = derivatives.transform(results, label, inverse=True)
+    if not inv.exists():
+        raise InputError("the inverse transform is missing", participant=label, path=inv, fix="run the preprocessing of this participant first")
+    return inv
+
+
 def to_native(
     prob_mni_path: str | Path,
     label: str,
@@ -227,9 +235,7 @@ def to_native(
     ``interpolation="genericLabel"`` for masks). Written to ``out_path`` if given.
     ``reference`` replaces the b1000 of ``bids_root`` for data in another layout."""
     label = validate_label(label)
-    inv = derivatives.transform(results, label, inverse=True)
-    if not inv.exists():
-        raise InputError("the inverse transform is missing", participant=label, path=inv, fix="run the preprocessing of this participant first")
+    inv = _inverse_transform(results, label)
     if reference is None:
         if bids_root is None:
             raise ValueError("give bids_root or reference")
@@ -260,9 +266,7 @@ def to_native_many(
     call for all of them (the inverse transform is read once); each volume comes out the same,
     bit for bit, as :func:`to_native` of it saved as float32 NIfTI (checked in the tests)."""
     label = validate_label(label)
-    inv = derivatives.transform(results, label, inverse=True)
-    if not inv.exists():
-        raise InputError("the inverse transform is missing", participant=label, path=inv, fix="run the preprocessing of this participant first")
+    inv = _inverse_transform(results, label)
     volumes = np.asarray(volumes, dtype=np.float32)
     if volumes.ndim != 4 or len(volumes) == 0:
         raise ValueError(f"expected (N, X, Y, Z) volumes, got shape {volumes.shape}")
