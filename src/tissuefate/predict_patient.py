@@ -222,25 +222,25 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
         from tissuefate.io import derivatives
         from tissuefate.preprocessing.workflow import to_native_many
 
-        # The thresholding masks in the patient's space (nearest-label resampling, as to_native).
-        thr_mni: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # The thresholding masks in the patient's space (nearest-label resampling, as to_native),
+        # all on the template grid of the preprocessing: one ANTs call.
+        thr_mni: dict[str, np.ndarray] = {}
+        mni_affine = None
         for key in ("adc620", "tmax6s"):
             p = derivatives.preproc_mask(work, label, key)
             if p.exists():
                 img = nib.load(str(p))
-                thr_mni[key] = (np.asarray(img.dataobj, dtype=np.float32), img.affine)
+                thr_mni[key], mni_affine = np.asarray(img.dataobj, dtype=np.float32), img.affine
         if maps.perfusion:
             tmax = nib.load(str(derivatives.preproc_map(work, label, "Tmax", "preproc")))
             cov = np.asarray(nib.load(str(derivatives.preproc_mask(work, label, "coverage"))).dataobj) > 0.5
-            thr_mni["tmax10s"] = (((np.asarray(tmax.dataobj, dtype=np.float64) > 10.0) & cov).astype(np.float32),
-                                  tmax.affine)
+            thr_mni["tmax10s"] = ((np.asarray(tmax.dataobj, dtype=np.float64) > 10.0) & cov).astype(np.float32)
+            mni_affine = tmax.affine
         thr_masks = {}
-        for grid in {a.tobytes(): a for _, a in thr_mni.values()}.values():  # one ANTs call per MNI grid (one)
-            keys = [k for k, (_, a) in thr_mni.items() if np.array_equal(a, grid)]
-            native = to_native_many(np.stack([thr_mni[k][0] for k in keys]), grid, label, work, ref,
+        if thr_mni:
+            native = to_native_many(np.stack(list(thr_mni.values())), mni_affine, label, work, ref,
                                     interpolation="genericLabel")
-            thr_masks.update({k: native[i] > 0.5 for i, k in enumerate(keys)})
-        thr_masks = {k: thr_masks[k] for k in thr_mni}
+            thr_masks = {k: native[i] > 0.5 for i, k in enumerate(thr_mni)}
         phases.lap("thresholding_masks_to_native")
 
         files: dict[str, tuple] = {}
