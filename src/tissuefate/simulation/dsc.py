@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tissuefate.perfusion.job import DEFAULTS as PERFUSION_DEFAULTS
+
 # Per site: echo time (s), repetition time (s), frames, bolus arrival (s), noise (fraction of S0).
 DSC_PROTOCOLS = {
     "siteA": dict(te_s=0.030, tr_s=1.5, n_frames=60, flip_angle_deg=60.0, noise=0.012),
@@ -39,7 +41,8 @@ SUBSTEPS = 8
 # a linear one-relaxivity analysis overestimates CBV and CBF about 4-fold (Jochimsen et al.,
 # NMR Biomed 2007;20:429). docs/simulation.md, "Raw DSC perfusion".
 TISSUE_RELAXIVITY_RATIO = 4.0
-KH, RHO_G_PER_ML = 0.73, 1.04  # the perfusion stage's defaults (docs/perfusion.md)
+# The perfusion stage's haematocrit and density constants (docs/perfusion.md), not copies of them.
+KH, RHO_G_PER_ML = PERFUSION_DEFAULTS["kh"], PERFUSION_DEFAULTS["rho_g_per_ml"]
 TISSUE_SCALE = TISSUE_RELAXIVITY_RATIO * RHO_G_PER_ML / KH
 
 
