@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 APPROACHES = ("pretraining", "separate")
 TARGETS = ("tissue_at_risk", "ischemic_core")
-# The bundle reads the summary table and the models: it follows every table update.
-TABLES = {("metrics", ()), ("statistics", ()), ("figures", ()), ("bundle", ()), ("all", ())}
+# The bundle reads the summary table and the models: it follows every table update. The cost
+# table (rule costs, fed by every final output) is redone with whatever reruns.
+TABLES = {("metrics", ()), ("statistics", ()), ("figures", ()), ("bundle", ()), ("costs", ()), ("all", ())}
 
 JOB_RE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")
 WILDCARDS_RE = re.compile(r"^\s*wildcards: (.*)$")
@@ -81,7 +82,7 @@ def test_one_patients_new_map_reruns_that_patient_and_what_depends_on_it(study):
 
     # The cohort table is a checkpoint: Snakemake reruns the patient's review and the table
     # first, and sees past it only once the table is rewritten.
-    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("all", ())}
+    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("costs", ()), ("all", ())}
     proc = snakemake(study, *CI_ARGS, "--until", "cohort")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
 
@@ -117,7 +118,7 @@ def test_one_patients_clinical_row_reruns_its_review_and_the_tables_only(study):
     lines[1] = "\t".join(row)
     participants.write_text("\n".join(lines) + "\n")
 
-    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("all", ())}
+    assert planned_jobs(study) == {job("review_participant", subject=label), ("cohort", ()), ("costs", ()), ("all", ())}
     proc = snakemake(study, *CI_ARGS, "--until", "cohort")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     # Same patients in the same folds: no model is retrained, no map predicted again.

@@ -103,6 +103,7 @@ rule costs:
         ENV
     params:
         benchmarks=lambda wildcards, output: str(Path(output.rules).parent),
-        rules_dir=f"{workflow.basedir}/workflow/rules",
     script:
+        # The script finds the rule files beside its own folder (workflow/rules): no absolute
+        # path in the params, so a moved or copied study does not rerun this rule.
         "../scripts/costs.py"
