@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuefate.config import section_defaults
+
+_DEFAULTS = section_defaults("perfusion")
 METHODS = ("osvd", "svd", "tikhonov")
 
 
@@ -58,11 +61,11 @@ def deconvolve(
     tissue: np.ndarray,
     aif: np.ndarray,
     dt: float,
-    method: str = "osvd",
+    method: str = _DEFAULTS["method"],
     *,
-    oscillation_index_max: float = 0.035,
-    svd_threshold: float = 0.2,
-    tikhonov_lambda: float = 0.1,
+    oscillation_index_max: float = _DEFAULTS["oscillation_index"],
+    svd_threshold: float = _DEFAULTS["svd_threshold"],
+    tikhonov_lambda: float = _DEFAULTS["tikhonov_lambda"],
     osvd_thresholds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Flow-scaled residue ``CBF * R(t)`` (1/s) of every voxel.

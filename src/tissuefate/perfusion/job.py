@@ -25,6 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io.bids import read_sidecar
 from tissuefate.perfusion import aif as aif_mod
@@ -32,15 +33,9 @@ from tissuefate.perfusion import signal as sig
 from tissuefate.perfusion.deconvolution import METHODS, deconvolve
 from tissuefate.perfusion.maps import MAP_UNITS, perfusion_maps
 
-DEFAULTS = {
-    "method": "osvd",
-    "oscillation_index": 0.035,
-    "svd_threshold": 0.2,
-    "tikhonov_lambda": 0.1,
-    "kh": 0.73,
-    "rho_g_per_ml": 1.04,
-    "nonsteady_frames": "auto",
-}
+# The stage's settings and their defaults live in the config schema (section "perfusion");
+# maps_source chooses what feeds the study, not how maps are computed.
+DEFAULTS = {key: value for key, value in section_defaults("perfusion").items() if key != "maps_source"}
 
 SOURCES = {
     "osvd": "Wu O et al. MRM 2003;50:164-174 (block-circulant SVD, oscillation index)",

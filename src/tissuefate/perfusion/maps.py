@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuefate.config import section_defaults
+
+_DEFAULTS = section_defaults("perfusion")
+
 MAP_UNITS = {
     "CBF": "mL/100g/min",
     "CBV": "mL/100g",
@@ -55,8 +59,8 @@ def perfusion_maps(
     dt: float,
     *,
     circular: bool,
-    kh: float = 0.73,
-    rho_g_per_ml: float = 1.04,
+    kh: float = _DEFAULTS["kh"],
+    rho_g_per_ml: float = _DEFAULTS["rho_g_per_ml"],
 ) -> dict[str, np.ndarray]:
     """CBF, CBV, MTT, Tmax, TTP of every voxel (columns of ``residue`` and ``tissue``).
 
