@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io.bids import validate_label
 from tissuefate.io.derivatives import CHANNELS, MAP_NAMES, MASK_NAMES, final_infarct_mask, preproc_map, preproc_mask
 from tissuefate.io.nifti import load_image
 
+_N_SLICES = section_defaults("model")["n_slices"]
 _FIX_PREPROC = "run the preprocessing stage for this participant (or remove them from the split)"
 
 
@@ -131,7 +133,7 @@ class SliceDataset:
     def __init__(
         self,
         volumes: list[ParticipantVolumes],
-        n_slices: int = 5,
+        n_slices: int = _N_SLICES,
         size_multiple: int = 8,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -211,7 +213,7 @@ class SliceDataset:
 def load_dataset(
     results: str | Path,
     participants: list[str],
-    n_slices: int = 5,
+    n_slices: int = _N_SLICES,
     size_multiple: int = 8,
     *,
     with_target: bool = True,

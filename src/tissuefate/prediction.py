@@ -17,10 +17,13 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from tissuefate.config import section_defaults
 from tissuefate.dataset import ParticipantVolumes, SliceDataset, load_participant
 from tissuefate.io.atomic import atomic_path
 from tissuefate.io.nifti import save_image
 from tissuefate.model import AttentionUNet2p5D, load_model
+
+_BATCH_SIZE = section_defaults("training")["batch_size"]
 
 
 def _autocast(device: torch.device):
@@ -53,7 +56,7 @@ def _predict_batches(model: AttentionUNet2p5D, volumes: ParticipantVolumes, data
 def predict_volume(
     model: AttentionUNet2p5D,
     volumes: ParticipantVolumes,
-    batch_size: int = 16,
+    batch_size: int = _BATCH_SIZE,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Probability per voxel, in the NIfTI file's voxel order; 0 outside coverage."""
@@ -67,7 +70,7 @@ def predict_ensemble(
     volumes: ParticipantVolumes,
     *,
     workers: int = 1,
-    batch_size: int = 16,
+    batch_size: int = _BATCH_SIZE,
     device: str | torch.device = "cpu",
 ) -> list[np.ndarray]:
     """``predict_volume`` of every model (or checkpoint path) on one participant, in the order
@@ -116,7 +119,7 @@ def predict_participant(
     *,
     model: AttentionUNet2p5D | None = None,
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int = _BATCH_SIZE,
 ) -> nib.Nifti1Image:
     """Predict one participant with the model in ``model_path``; write the map atomically.
 

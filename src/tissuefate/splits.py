@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
 from tissuefate.io.atomic import atomic_write_text
 
@@ -29,6 +30,7 @@ from tissuefate.names import (  # noqa: F401  (part of this module's API)
 )
 REQUIRED_COLUMNS = ("participant_id", "included", "reperfusion_group", "has_followup_3to7d")
 
+_SPLITS = section_defaults("splits")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
@@ -75,9 +77,9 @@ def _check_ratio(n_folds: int, ratio) -> tuple[int, int, int]:
 def make_splits(
     cohort_df: pd.DataFrame,
     seed: int,
-    n_folds: int = 5,
-    ratio=(3, 1, 1),
-    pretrain_val_fraction: float = 0.1,
+    n_folds: int = _SPLITS["n_folds"],
+    ratio=tuple(_SPLITS["ratio"]),
+    pretrain_val_fraction: float = _SPLITS["pretrain_val_fraction"],
 ) -> dict:
     """Pretraining split and cross-validation folds per target, deterministic for ``seed``.
 

@@ -86,7 +86,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def masked_loss(logits: torch.Tensor, target: torch.Tensor, coverage: torch.Tensor,
-                bce_weight: float = 1.0, dice_weight: float = 1.0) -> torch.Tensor:
+                bce_weight: float = DEFAULTS["bce_weight"], dice_weight: float = DEFAULTS["dice_weight"]) -> torch.Tensor:
     """BCE and soft-Dice loss over coverage voxels; ``logits`` (B, 1, H, W), masks (B, H, W)."""
     logits = logits[:, 0].float()
     n = coverage.sum().clamp_min(1.0)

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tissuefate.config import section_defaults
 from tissuefate.measures import voxel_volume_ml
+
+_PRE = section_defaults("preprocessing")
+_TMAX_S = section_defaults("cohort")["tmax_threshold_s"]
 
 
 def coverage_mask(brain: np.ndarray, diffusion_fov: np.ndarray, perfusion_fov: np.ndarray | None) -> np.ndarray:
@@ -31,9 +35,9 @@ def threshold_masks(
     adc_um2_per_s: np.ndarray,
     coverage: np.ndarray,
     *,
-    tmax_threshold_s: float = 6.0,
-    adc_threshold_um2_per_s: float = 620.0,
-    adc_min_valid_um2_per_s: float = 100.0,
+    tmax_threshold_s: float = _TMAX_S,
+    adc_threshold_um2_per_s: float = _PRE["adc_threshold_um2_per_s"],
+    adc_min_valid_um2_per_s: float = _PRE["adc_min_valid_um2_per_s"],
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """The two absolute-value channels: Tmax > 6 s and ADC < 620 x 10^-6 mm^2/s.
 
@@ -51,8 +55,8 @@ def parenchyma_mask(
     lesion: np.ndarray,
     *,
     tissue_min_probability: float = 0.5,
-    csf_adc_min_um2_per_s: float = 1500.0,
-    adc_min_valid_um2_per_s: float = 100.0,
+    csf_adc_min_um2_per_s: float = _PRE["csf_adc_min_um2_per_s"],
+    adc_min_valid_um2_per_s: float = _PRE["adc_min_valid_um2_per_s"],
 ) -> np.ndarray:
     """Normal-appearing parenchyma (see the module docstring)."""
     return (
@@ -85,7 +89,7 @@ def stroke_side(
     lesion: np.ndarray,
     affine: np.ndarray,
     *,
-    bilateral_min_fraction: float = 0.25,
+    bilateral_min_fraction: float = _PRE["bilateral_min_fraction"],
 ) -> tuple[str | None, float, float]:
     """Left, right or bilateral from a lesion mask in MNI space (x < 0 is left).
 

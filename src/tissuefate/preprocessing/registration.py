@@ -16,7 +16,10 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
+from tissuefate.config import section_defaults
 from tissuefate.io.atomic import atomic_path
+
+_PRE = section_defaults("preprocessing")
 
 INTERPOLATION = {"continuous": "linear", "mask": "genericLabel"}
 
@@ -120,7 +123,7 @@ def normalize_to_template(
     metric_mask: str | Path | None,
     out_prefix: str | Path,
     *,
-    syn_iterations: Sequence[int] = (40, 20, 0),
+    syn_iterations: Sequence[int] = tuple(_PRE["syn_iterations"]),
     template_mask_dilation_vox: int = 2,
 ) -> tuple[Path, Path, Path]:
     """Affine + SyN (Mattes MI) of the baseline DWI onto the template.
@@ -194,8 +197,8 @@ def lesion_metric_mask(
     adc_factor: float,
     adc_threshold_um2_per_s: float,
     dilation_mm: float,
-    adc_min_valid_um2_per_s: float = 100.0,
-    csf_adc_min_um2_per_s: float = 1500.0,
+    adc_min_valid_um2_per_s: float = _PRE["adc_min_valid_um2_per_s"],
+    csf_adc_min_um2_per_s: float = _PRE["csf_adc_min_um2_per_s"],
     min_dwi_ratio: float = 1.0,
     min_cluster_ml: float = 0.5,
 ) -> tuple[Path, float]:

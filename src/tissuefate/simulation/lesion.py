@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from tissuefate.config import section_defaults
 from tissuefate.simulation.anatomy import Anatomy, smooth_noise
 from tissuefate.simulation.library import artery_labels, load_atlas_2mm, load_library, sample_2mm
 
@@ -265,7 +266,8 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
 
 
 def followup_severity(
-    severity: np.ndarray, target_rate_percent: float, voxel_ml: float, tmax_threshold_s: float = 6.0
+    severity: np.ndarray, target_rate_percent: float, voxel_ml: float,
+    tmax_threshold_s: float = section_defaults("cohort")["tmax_threshold_s"],
 ) -> tuple[np.ndarray, float]:
     """Scale the severity so that the Tmax > 6 s volume falls by ``target_rate_percent``.
 
