@@ -479,7 +479,7 @@ def test_study_reads_computed_maps_through_preprocessing(simulated_bids, tmp_pat
     (work / "data.yaml").write_text(f"dataset:\n  simulate: false\n  bids_dir: {simulated_bids}\n")
     targets = [f"results/preprocessing/sub-{label}" for label in labels]
     targets += [f"results/cohort/sub-{label}/sub-{label}_review.json" for label in labels]
-    done = snakemake(work, "--configfile", "config/ci.yaml", "data.yaml", "config/ci-dsc.yaml", "--", *targets)
+    done = snakemake(work, "--configfile", "config/ci.yaml", "data.yaml", "config/computed-maps.yaml", "--", *targets)
     assert done.returncode == 0, done.stdout[-4000:]
     for label in labels:
         summary = json.loads(derivatives.preproc_summary(work / "results", label).read_text())
