@@ -35,7 +35,7 @@ def speed_bundle(src: Path, dst: Path, resolution_mm: int, n_folds: int = 5) -> 
     """A copy of ``src`` at ``resolution_mm`` with default-architecture, untrained models."""
     import torch
 
-    from tissuefate.bundle import sha256
+    from tissuefate.bundle import bundle_files, sha256
     from tissuefate.model import ModelConfig, architecture_record, build_model
     from tissuefate.preprocessing.template import template_files
 
@@ -60,8 +60,7 @@ def speed_bundle(src: Path, dst: Path, resolution_mm: int, n_folds: int = 5) -> 
     meta["note"] = "bench/bench_predict.py speed bundle: untrained weights, timing only"
     (dst / "bundle.json").write_text(json.dumps(meta, indent=2))
     manifest = json.loads((dst / "manifest.json").read_text())
-    files = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and p.name != "manifest.json")
-    manifest["files"] = {f: sha256(dst / f) for f in files}
+    manifest["files"] = {f: sha256(dst / f) for f in bundle_files(dst)}
     (dst / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return dst
 

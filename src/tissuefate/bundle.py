@@ -225,7 +225,7 @@ def write_bundle(config: dict, results: str | Path, out_dir: str | Path, *, labe
                        or (Path(str(config.get("dataset", {}).get("bids_dir"))) / "derivatives" / "simulation").is_dir(),
                        "n_included": len(inc), "n_reviewed": len(cohort), "groups": groups}
         (tmp / "model_card.md").write_text(model_card(meta, metrics, cohort_info))
-        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        files = bundle_files(tmp)
         manifest = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
@@ -235,6 +235,18 @@ def write_bundle(config: dict, results: str | Path, out_dir: str | Path, *, labe
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+def bundle_files(root: str | Path) -> list[str]:
+    """The files a bundle's manifest lists: every file under ``root`` (relative POSIX paths,
+    sorted) but the manifest itself and the ``.snakemake_timestamp`` that Snakemake puts in a
+    ``directory()`` output after the rule wrote it."""
+    root = Path(root)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.relative_to(root).as_posix() not in _NOT_LISTED)
+
+
+_NOT_LISTED = {"manifest.json", ".snakemake_timestamp"}
 
 
 # ------------------------------------------------------------------------------ loading
@@ -306,9 +318,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise InputError(f"the bundle's models were saved with torch {manifest.get('torch_version')}, this is torch "
                          f"{torch.__version__}", path=manifest_path, fix="install the torch version of the bundle")
     files = manifest.get("files") or {}
-    # Snakemake marks a directory() output with .snakemake_timestamp after the rule wrote it.
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {
-        "manifest.json", ".snakemake_timestamp"}
+    present = set(bundle_files(root))
     for name in sorted(set(files) - present):
         raise InputError("a file listed in the bundle manifest is missing", path=root / name, fix=_FIX_REBUILD)
     for name in sorted(present - set(files)):
