@@ -60,6 +60,18 @@ def test_mismatch_from_volumes_rounds_as_reported():
     assert triage.json_number(math.inf) == "infinite"
 
 
+def test_implausible_model_volumes_are_flagged_at_half_the_covered_brain():
+    from tissuefate.predict_patient import implausible_volume_warnings
+
+    assert implausible_volume_warnings({"tissue_at_risk_ml": 600.0, "core_ml": 80.0}, 1200.0) == []
+    flagged = implausible_volume_warnings({"tissue_at_risk_ml": 600.1, "core_ml": 1150.0}, 1200.0)
+    assert [w.split(":")[1].split(" mL")[0].strip() for w in flagged] == ["tissue at risk 600", "core 1150"]
+    assert "96 % of the 1200 mL" in flagged[1] and "model_card.md" in flagged[1]
+    # No model volume (no perfusion: no tissue at risk) or no coverage figure: nothing to judge.
+    assert implausible_volume_warnings({"tissue_at_risk_ml": None, "core_ml": 10.0}, 1200.0) == []
+    assert implausible_volume_warnings({"core_ml": 1e6}, None) == []
+
+
 def test_tmax_scaled_by_ten_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     tmax = np.abs(rng.normal(0.5, 0.3, (20, 20, 10))).astype(np.float32)

@@ -284,7 +284,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
             timings["models_s"] = round(models_s, 2)
 
         summary = build_summary(bundle, maps, preproc, ensemble, members, thr_masks, vol, folds)
-        summary["warnings"] = warnings_of(bundle, maps, preproc)
+        summary["warnings"] = warnings_of(bundle, maps, preproc, summary.get("model"))
         summary["runtime_s"] = {**timings, "total_s": round(time.perf_counter() - t0, 2)}
         with atomic_dir(out_dir) as out:
             for name, (data, dtype) in files.items():
@@ -314,13 +314,33 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
     return summary
 
 
-def warnings_of(bundle: Bundle, maps: PatientMaps, preproc: dict) -> list[str]:
+# A lesion of one stroke lies in one hemisphere's arterial territories (a bilateral one in
+# both, at most as large): a predicted volume above half the brain that has data is not one.
+IMPLAUSIBLE_FRACTION_OF_COVERAGE = 0.5
+
+
+def implausible_volume_warnings(model: dict, coverage_ml: float | None) -> list[str]:
+    """The model's volumes that no stroke has: more than half of the brain with data."""
+    if not coverage_ml:
+        return []
+    out = []
+    for key, name in (("tissue_at_risk_ml", "tissue at risk"), ("core_ml", "core")):
+        value = (model or {}).get(key)
+        if value is not None and value > IMPLAUSIBLE_FRACTION_OF_COVERAGE * coverage_ml:
+            out.append(f"implausible model output: {name} {value:.0f} mL is {100 * value / coverage_ml:.0f} % of the "
+                       f"{coverage_ml:.0f} mL of brain with data; the bundle's models may be undertrained (see its "
+                       "model_card.md) or this patient's maps unlike their training data: do not use these volumes")
+    return out
+
+
+def warnings_of(bundle: Bundle, maps: PatientMaps, preproc: dict, model: dict | None = None) -> list[str]:
     out = []
     qc = preproc.get("registration_qc", {})
     if not qc.get("passed", True):
         out.append("registration QC failed: " + "; ".join(qc.get("reasons", [])) + " (see registration_qc.png); "
                    "the maps and volumes may be wrong")
     out += ["outside the training domain: " + w for w in domain_warnings(bundle, maps.dwi, preproc)]
+    out += implausible_volume_warnings(model or {}, preproc.get("coverage_ml"))
     return out
 
 
