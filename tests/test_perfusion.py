@@ -496,3 +496,62 @@ def test_study_reads_computed_maps_through_preprocessing(simulated_bids, tmp_pat
                                 / f"sub-{label}_ses-{session}_Tmax.nii.gz")
             assert computed_ml != pytest.approx(float((np.asarray(provided.dataobj) > 6).sum())
                                                 * voxel_volume_ml(provided), rel=1e-3)
+
+
+# ------------------------------------------------------------------ motion correction
+def _textured_series(frames=10, shape=(40, 40, 14), voxel=(2.0, 2.0, 4.0), seed=3):
+    """A smooth textured head (known to every frame) with a bolus-like signal dip in frames 4-6."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    texture = ndimage.gaussian_filter(rng.normal(size=shape), (1.5, 1.5, 1.0))
+    zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    head = (zz**2 + yy**2 + xx**2) < 0.8
+    still = np.where(head, 1000.0 + 4000.0 * texture, 20.0).astype(np.float32)
+    dip = np.ones(frames)
+    dip[4:7] = (0.8, 0.7, 0.85)
+    return np.stack([still * np.where(head, d, 1.0) for d in dip], axis=-1), np.asarray(voxel)
+
+
+def test_motion_correction_recovers_known_frame_shifts():
+    from scipy import ndimage
+
+    from tissuefate.perfusion.motion import correct_motion
+
+    still, voxel = _textured_series()
+    moved = still.copy()
+    # Head motion in two frames, whole voxels (so the moved frame is exact, not interpolated).
+    shifts_vox = {2: (2.0, -1.0, 0.0), 7: (-1.0, 1.0, 1.0)}
+    for t, s in shifts_vox.items():
+        moved[..., t] = ndimage.shift(still[..., t], s, order=0, mode="nearest")
+    corrected, motion = correct_motion(moved, voxel)
+    inner = (slice(4, -4), slice(4, -4), slice(2, -2))  # away from the edges resampling cannot fill
+    for t, s in shifts_vox.items():
+        found = np.asarray(motion[t]["translation_mm"])
+        # The frame's content moved by s voxels: the transform from the reference grid into the
+        # frame (ANTs' forward transform) is that shift, in mm (array axes, origin 0).
+        # Within 0.15 voxel on each axis (0.3 mm in-plane, 0.6 mm across the 4 mm slices); ITK's
+        # threads make the last digits vary from run to run.
+        assert (np.abs(found - np.asarray(s) * voxel) < 0.15 * voxel).all(), (t, found, s)
+        before = np.abs(moved[..., t] - still[..., t])[inner].mean()
+        after = np.abs(corrected[..., t] - still[..., t])[inner].mean()
+        assert after < before / 4, (t, before, after)
+    for t in set(range(still.shape[-1])) - set(shifts_vox):
+        assert (np.abs(motion[t]["translation_mm"]) < 0.1 * voxel).all(), (t, motion[t])
+        assert np.max(np.abs(motion[t]["rotation_deg"])) < 0.3, (t, motion[t])
+
+
+def test_cli_motion_correction_leaves_a_still_series_alone(tmp_path):
+    """Through the command: with --motion-correction every frame of a series without motion
+    stays put (the summary says by how much it moved), and Tmax is that of the run without."""
+    series = _phantom_series(tmp_path / "in", frames=30)
+    assert cli_main(["perfusion", str(series), "--out", str(tmp_path / "plain")]) == 0
+    assert cli_main(["perfusion", str(series), "--out", str(tmp_path / "mc"), "--motion-correction"]) == 0
+    summary = json.loads(output_paths(tmp_path / "mc", "sub-01_ses-baseline")["summary"].read_text())
+    mc = summary["MotionCorrection"]
+    assert len(mc["frames"]) == 30 and mc["max_translation_mm"] < 0.5, mc
+    assert "MotionCorrection" not in json.loads(
+        output_paths(tmp_path / "plain", "sub-01_ses-baseline")["summary"].read_text())
+    tmax = {k: nib.load(output_paths(tmp_path / k, "sub-01_ses-baseline")["Tmax"]).get_fdata() for k in ("plain", "mc")}
+    brain = nib.load(output_paths(tmp_path / "plain", "sub-01_ses-baseline")["brain_mask"]).get_fdata() > 0
+    assert np.median(np.abs(tmax["mc"] - tmax["plain"])[brain]) < 0.75  # half a frame (TR 1.5 s)

@@ -74,6 +74,8 @@ def cmd_perfusion(args) -> None:
         settings.update(_load_config(args.configfile).get("perfusion", {}))
     if args.method:
         settings["method"] = args.method
+    if args.motion_correction:
+        settings["motion_correction"] = True
     summary = compute_perfusion_maps(args.dsc, args.out, settings=settings, participant=args.participant,
                                      aif_mask_path=args.aif_mask, echo_time_s=args.echo_time)
     print(f"Wrote Tmax, MTT, CBF, CBV, TTP, the AIF ({summary['AIFVoxels']} voxels) and the QC figure to {args.out}")
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the maps, the AIF and the QC figure")
     p.add_argument("--configfile", nargs="*", help="take the perfusion section of these configs")
     p.add_argument("--method", choices=["osvd", "svd", "tikhonov"])
+    p.add_argument("--motion-correction", action="store_true",
+                   help="rigidly align every frame to the median frame first (antspyx; slower)")
     p.add_argument("--aif-mask", help="3D NIfTI on the series' grid: its voxels are the AIF (no automatic search)")
     p.add_argument("--echo-time", type=float, help="TE in seconds, only if the sidecar has none")
     p.add_argument("--participant", help="participant label, for error messages")

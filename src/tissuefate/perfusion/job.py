@@ -149,6 +149,11 @@ def compute_perfusion_maps(
         raise InputError(f"the DSC series has {n_frames} frames, too short for a bolus passage "
                          f"(at least {sig.MIN_FRAMES + 1} expected)", participant=participant, path=dsc_path,
                          fix="give the whole dynamic series (usually 40-80 frames)")
+    motion = None
+    if opts["motion_correction"]:
+        from tissuefate.perfusion.motion import correct_motion
+
+        data, motion = correct_motion(data, np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     head = sig.head_mask(data.mean(axis=3))
     if head.sum() < 50:
         raise InputError("the DSC series holds no head (fewer than 50 voxels above background)",
@@ -226,6 +231,12 @@ def compute_perfusion_maps(
         "AIFPeakOverTissuePeak": round(float(found.curve.max() / tissue_curve.max()), 3),
         "Settings": opts,
     }
+    if motion is not None:
+        shifts = [float(np.linalg.norm(m["translation_mm"])) for m in motion]
+        angles = [float(np.max(np.abs(m["rotation_deg"]))) for m in motion]
+        summary["MotionCorrection"] = {"method": "rigid, Mattes MI, to the median frame (antspyx)",
+                                       "max_translation_mm": round(max(shifts), 3),
+                                       "max_rotation_deg": round(max(angles), 3), "frames": motion}
     _write_outputs(Path(out_dir), prefix, affine, maps, brain, found, times, summary, opts,
                    qc_args=dict(times_s=times, aif=found.curve, tissue_curves=curves, brain=brain,
                                 baseline_image=_volume(s0, head), aif_voxels=found.voxels, maps=maps) if qc else None)
