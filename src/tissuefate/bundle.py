@@ -237,6 +237,9 @@ def write_bundle(config: dict, results: str | Path, out_dir: str | Path, *, labe
     return out_dir
 
 
+_NOT_LISTED = {"manifest.json", ".snakemake_timestamp"}
+
+
 def bundle_files(root: str | Path) -> list[str]:
     """The files a bundle's manifest lists: every file under ``root`` (relative POSIX paths,
     sorted) but the manifest itself and the ``.snakemake_timestamp`` that Snakemake puts in a
@@ -244,9 +247,6 @@ def bundle_files(root: str | Path) -> list[str]:
     root = Path(root)
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and p.relative_to(root).as_posix() not in _NOT_LISTED)
-
-
-_NOT_LISTED = {"manifest.json", ".snakemake_timestamp"}
 
 
 # ------------------------------------------------------------------------------ loading

@@ -325,7 +325,7 @@ def implausible_volume_warnings(model: dict, coverage_ml: float | None) -> list[
         return []
     out = []
     for key, name in (("tissue_at_risk_ml", "tissue at risk"), ("core_ml", "core")):
-        value = (model or {}).get(key)
+        value = model.get(key)
         if value is not None and value > IMPLAUSIBLE_FRACTION_OF_COVERAGE * coverage_ml:
             out.append(f"implausible model output: {name} {value:.0f} mL is {100 * value / coverage_ml:.0f} % of the "
                        f"{coverage_ml:.0f} mL of brain with data; the bundle's models may be undertrained (see its "

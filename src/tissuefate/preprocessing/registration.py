@@ -23,6 +23,20 @@ _PRE = section_defaults("preprocessing")
 
 INTERPOLATION = {"continuous": "linear", "mask": "genericLabel"}
 
+# ants.registration settings of every rigid step (coregistration here, the DSC frames'
+# motion correction in perfusion/motion.py). Mattes MI on every voxel, not ANTs' 20 % random
+# sample: with sampling, 3 runs in 10 of one CI patient's FLAIR stopped in another optimum
+# 4-8 mm away (dense: within 0.1 mm). Levels at 1/4 and 1/2 resolution only (a
+# full-resolution level moved the result by 0.3 mm for twice the time; ANTs' default 1/6
+# level is coarser than the slices).
+RIGID_SETTINGS = dict(
+    aff_metric="mattes",
+    aff_random_sampling_rate=1.0,
+    aff_iterations=(500, 200, 0),
+    aff_shrink_factors=(4, 2, 1),
+    aff_smoothing_sigmas=(2, 1, 0),
+)
+
 
 def _ants():
     import ants  # imported lazily: 1 s, and only the registration steps need it
@@ -95,15 +109,7 @@ def coregister_rigid(
         "Rigid",
         initial_transform=init,
         outprefix=str(out_prefix),
-        aff_metric="mattes",
-        # Every voxel, not ANTs' 20 % random sample: with sampling, 3 runs in 10 of one CI
-        # patient's FLAIR stopped in another optimum 4-8 mm away (dense: within 0.1 mm).
-        # Levels at 1/4 and 1/2 resolution only (a full-resolution level moved the result
-        # by 0.3 mm for twice the time; ANTs' default 1/6 level is coarser than the slices).
-        aff_random_sampling_rate=1.0,
-        aff_iterations=(500, 200, 0),
-        aff_shrink_factors=(4, 2, 1),
-        aff_smoothing_sigmas=(2, 1, 0),
+        **RIGID_SETTINGS,
     )
     return Path(reg["fwdtransforms"][0])
 
