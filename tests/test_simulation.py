@@ -367,3 +367,25 @@ def test_core_depth_and_followup_shortcuts_equal_the_full_grid_computation():
     after = (tmax_from_severity(s24) > 6.0).sum()
     assert base > 100 and achieved == pytest.approx(100.0 * (1 - after / base), abs=1e-9)
     assert 30.0 < achieved < 50.0
+
+
+def test_the_plans_anatomy_file_holds_exactly_the_anatomy_and_another_grid_is_recomputed(tmp_path):
+    # Each participant's job reads the anatomy the plan wrote instead of resampling the template
+    # again: the simulated images are byte-identical only if every array comes back exactly.
+    from dataclasses import fields
+
+    from tissuefate.simulation.anatomy import Anatomy, load_anatomy, read_anatomy, save_anatomy
+
+    anat = load_anatomy(3)
+    path = save_anatomy(anat, tmp_path / "anatomy.npz")
+    back = read_anatomy(path, 3)
+    for f in fields(Anatomy):
+        a, b = np.asarray(getattr(anat, f.name)), np.asarray(getattr(back, f.name))
+        assert a.dtype == b.dtype and a.shape == b.shape, f.name
+        assert np.array_equal(a, b), f.name
+    assert isinstance(back.resolution_mm, float)
+    # A file of another grid (the config changed) or no file at all: computed, not misread.
+    assert read_anatomy(path, 4).shape == load_anatomy(4).shape != anat.shape
+    assert read_anatomy(tmp_path / "missing.npz", 3) is anat
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert read_anatomy(tmp_path / "broken.npz", 3) is anat

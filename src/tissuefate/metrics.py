@@ -19,7 +19,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from tissuefate.errors import InputError
 from tissuefate.measures import dice, voxel_volume_ml  # noqa: F401  (part of this module's API)
@@ -109,6 +108,8 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     if n_pos == 0 or n_neg == 0:
         return math.nan
     # Average ranks give tied scores half credit, as the trapezoidal ROC area does.
+    from scipy.stats import rankdata  # here: scipy.stats costs ~1 CPU s to import in every per-patient job
+
     ranks = rankdata(scores, method="average")
     rank_sum_pos = float(ranks[labels].sum())
     return (rank_sum_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)

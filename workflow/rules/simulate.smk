@@ -7,6 +7,8 @@ rule simulate_plan:
         sidecar=f"{BIDS}/participants.json",
         description=f"{BIDS}/dataset_description.json",
         plan=f"{BIDS}/derivatives/simulation/plan.tsv",
+        # The MNI anatomy on the simulation grid, read by every participant's job.
+        anatomy=f"{BIDS}/derivatives/simulation/anatomy.npz",
         bidsignore=f"{BIDS}/.bidsignore",
     log:
         f"{LOGS}/simulate_plan.log",
@@ -25,6 +27,7 @@ rule simulate_plan:
 rule simulate_participant:
     input:
         plan=rules.simulate_plan.output.plan,
+        anatomy=rules.simulate_plan.output.anatomy,
     output:
         raw=directory(f"{BIDS}/sub-{{subject}}"),
         lesions=directory(f"{BIDS}/derivatives/lesions/sub-{{subject}}"),

@@ -12,9 +12,6 @@ import pandas as pd
 from tissuefate.cohort import COHORT_COLUMNS, build_cohort, read_participants, review_participant
 from tissuefate.io.atomic import atomic_write_text
 from tissuefate.io.tables import write_tsv
-from tissuefate.reporting.figures import save_figure
-from tissuefate.reporting.flow import flow_figure
-from tissuefate.table1 import table1, table1_markdown
 
 
 def review(bids_root, label: str, participants_tsv, config: dict, out_json) -> dict:
@@ -37,6 +34,13 @@ def cohort(review_jsons, participants_tsv, participants_out, table1_tsv, table1_
 
 def write_cohort_files(reviews: list[dict], participants: pd.DataFrame, participants_out, table1_tsv, table1_md,
                        flow_png) -> pd.DataFrame:
+    # Imported here, not at the top: each of the study's review_participant jobs (one per
+    # participant) imports this module, and matplotlib and SciPy's statistics would double
+    # its start-up (~1.5 CPU s a job) for code only the one cohort job runs.
+    from tissuefate.reporting.figures import save_figure
+    from tissuefate.reporting.flow import flow_figure
+    from tissuefate.table1 import table1, table1_markdown
+
     cohort_table = build_cohort(reviews, participants)
     clinical = [c for c in participants.columns if c not in COHORT_COLUMNS]
     write_tsv(cohort_table, participants_out, columns=list(COHORT_COLUMNS) + clinical)

@@ -15,13 +15,17 @@ import pandas as pd
 
 from tissuefate.io import derivatives
 from tissuefate.io.tables import write_tsv
-from tissuefate.preprocessing.qc import registration_accuracy
-from tissuefate.preprocessing.workflow import preprocess_participant
 from tissuefate.thresholding import threshold_participant
+
+# The preprocessing workflow (nipype, antspyx) and its QC are imported in the jobs that run
+# them: the thresholding job, one per participant, imports this module too and needs neither
+# (~1 CPU s less start-up for each of those jobs).
 
 
 def preprocess(label: str, bids_root, out_dir, config: dict) -> dict:
     """Rule preprocess: one participant's raw BIDS data -> its folder of MNI-space derivatives."""
+    from tissuefate.preprocessing.workflow import preprocess_participant
+
     # nipype runs each node in its own folder: give it absolute paths.
     results = derivatives.results_root(out_dir).resolve()
     return preprocess_participant(label, Path(bids_root).resolve(), results, config)
@@ -37,6 +41,8 @@ def threshold(preprocessed_dir, out_paths: dict, config: dict) -> dict[str, Path
 def registration_table(preprocessed_dirs, bids_root, out_tsv) -> pd.DataFrame:
     """Rule registration_accuracy: per participant given, the registration against the
     simulator's truth (brain and lesion Dice, displacement) and the QC verdict."""
+    from tissuefate.preprocessing.qc import registration_accuracy
+
     rows = []
     for label, folder in sorted(derivatives.by_participant(preprocessed_dirs).items()):
         results = derivatives.results_root(folder)

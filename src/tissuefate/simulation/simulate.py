@@ -19,7 +19,7 @@ from tissuefate import __version__
 from tissuefate.io.atomic import atomic_dir, atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
-from tissuefate.simulation.anatomy import load_anatomy
+from tissuefate.simulation.anatomy import load_anatomy, read_anatomy, save_anatomy
 from tissuefate.simulation.clinical import PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
 from tissuefate.simulation.lesion import LesionParams, followup_severity, perfusion_maps, simulate_lesion
 from tissuefate.simulation.protocol import (
@@ -33,6 +33,8 @@ from tissuefate.simulation.protocol import (
 )
 
 PLAN = Path("derivatives") / "simulation" / "plan.tsv"
+# The MNI anatomy on the simulation grid, computed once with the plan (anatomy.read_anatomy).
+ANATOMY = Path("derivatives") / "simulation" / "anatomy.npz"
 B_VALUE = 1000.0  # s/mm^2
 
 
@@ -74,6 +76,7 @@ def write_plan(config: dict, bids_root: str | Path) -> pd.DataFrame:
     atomic_write_text(bids_root / "participants.json", json.dumps(PARTICIPANTS_JSON, indent=2) + "\n")
     _write_tsv(plan[list(PARTICIPANT_COLUMNS)], bids_root / "participants.tsv")
     _write_tsv(plan, bids_root / PLAN)
+    save_anatomy(load_anatomy(int(config["simulation"]["mni_resolution_mm"])), bids_root / ANATOMY)
     return plan
 
 
@@ -319,7 +322,7 @@ def simulate_participant(config: dict, bids_root: str | Path, participant: str) 
     sim = config["simulation"]
     index, row = _plan_row(bids_root, label)
     rng = np.random.default_rng([int(config["seed"]), 2, index])
-    anat = load_anatomy(int(sim["mni_resolution_mm"]))
+    anat = read_anatomy(bids_root / ANATOMY, int(sim["mni_resolution_mm"]))
     params = lesion_params(row, sim)
     maps = simulate_lesion(anat, params, rng)
     pose = random_pose(anat, rng, sim["max_rotation_deg"], sim["max_shift_mm"], sim["deformation_mm"])
