@@ -201,3 +201,28 @@ def test_train_job_reads_its_patients_from_the_splits(cohort, tmp_path):
     tuned = train_job(config, tmp_path / "splits.json", tmp_path / "ft", "pretraining", "tissue_at_risk", 1, pretrained=pre)
     record = torch.load(tuned, weights_only=True)["training"]
     assert record["freeze_encoder"] and record["train_ids"] == labels[:3] and record["title"] == "pretraining/tissue_at_risk/fold-1"
+
+
+def test_deterministic_flag_is_torchs_own_without_importing_inductor():
+    # training.deterministic_algorithms sets the flag torch.use_deterministic_algorithms sets
+    # for eager kernels, and skips its import of torch._inductor (~3 CPU s a training job).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from tissuefate.training import deterministic_algorithms\n"
+        "deterministic_algorithms(True, warn_only=True)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "deterministic_algorithms(True)\n"
+        "assert not torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "assert 'torch._inductor' not in sys.modules, 'inductor imported'\n"
+        "deterministic_algorithms(False)\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "import torch._inductor.config as c\n"
+        "deterministic_algorithms(True)\n"
+        "assert c.deterministic and torch.are_deterministic_algorithms_enabled()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

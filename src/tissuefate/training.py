@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -124,6 +125,21 @@ def evaluate(model: AttentionUNet2p5D, data: SliceDataset, cfg: dict, device: to
     model.train(was_training)
     c = counts.cpu().numpy()
     return total / max(n, 1), dice_score(c[:, 0], c[:, 1], c[:, 2])
+
+
+def deterministic_algorithms(mode: bool, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` without its import of inductor.
+
+    torch 2.13's function also sets ``torch._inductor.config.deterministic`` and so imports
+    torch._inductor and torch._dynamo, about 3 CPU s in every training job. Nothing here compiles
+    a model: the eager kernels read ATen's flag only, which is set alone unless inductor is
+    already loaded (then both, as torch does) or this torch lacks the setter.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
 
 
 def _autocast(device: torch.device):
@@ -347,7 +363,7 @@ def train(
     out["model"].unlink(missing_ok=True)
 
     previous_determinism = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    deterministic_algorithms(True, warn_only=device.type == "cuda")
     try:
         trainer = Trainer(model_cfg, cfg, device, train_data, val_data, out, fingerprint, where,
                           pretrained_ckpt, freeze_encoder)
@@ -372,7 +388,7 @@ def train(
         shutil.rmtree(out["checkpoint"].parent, ignore_errors=True)
         return out["model"]
     finally:
-        torch.use_deterministic_algorithms(previous_determinism)
+        deterministic_algorithms(previous_determinism)
 
 
 def train_job(
