@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import CI_ARGS, CI_DATA, failure, load_config, snakemake, workflow_copy
+from support import CI_ARGS, CI_DATA, LOCAL_FLAGS, failure, load_config, snakemake, workflow_copy
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -30,7 +30,7 @@ def ci_run(tmp_path_factory) -> Path:
     assert sim.returncode == 0, (sim.stdout + sim.stderr)[-8000:]
     bids = yaml.safe_load((workdir / "config/ci.yaml").read_text())["dataset"]["bids_dir"]
     (workdir / CI_DATA).write_text(f"dataset:\n  simulate: false\n  bids_dir: {bids}\n")
-    proc = snakemake(workdir, *CI_ARGS)
+    proc = snakemake(workdir, *CI_ARGS, *LOCAL_FLAGS)
     assert proc.returncode == 0, failure(proc, "the CI study (local run)")
     return workdir
 

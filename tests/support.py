@@ -10,7 +10,7 @@ import yaml
 
 from tissuefate.io.derivatives import MAP_NAMES, final_infarct_mask, preproc_map, preproc_mask
 # Running the workflow (no clock, only a guard against hangs) lives in workflow_runner.
-from workflow_runner import CI_ARGS, CI_DATA, SNAKEMAKE, failure, snakemake, workflow_copy  # noqa: F401
+from workflow_runner import CI_ARGS, CI_DATA, LOCAL_FLAGS, SNAKEMAKE, failure, snakemake, workflow_copy  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

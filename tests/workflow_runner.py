@@ -43,6 +43,9 @@ PROGRESS_RE = re.compile(r"(\d+) of (\d+) steps \((\d+%)\) done")
 # the simulation inside the workflow, and its tables must be byte-identical to this run's.)
 CI_DATA = "ci_data.yaml"
 CI_ARGS = ("--configfile", "config/ci.yaml", CI_DATA)
+# As `make demo` runs the study locally (Makefile LOCAL_FLAGS): Snakemake's default 100/1s
+# re-checks every ready job's inputs each second, a quarter of a core for its main process.
+LOCAL_FLAGS = ("--max-jobs-per-timespan", "1000/10s")
 
 
 @dataclass
