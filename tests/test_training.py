@@ -73,6 +73,8 @@ def test_training_is_deterministic_on_cpu(reference_run, cohort, tmp_path):
     again = train(TINY, labels[:6], labels[6:8], tmp_path / "again", dict(FAST, epochs=3), results=results)
     assert _same_weights(_state(reference_run), _state(again))
     assert (tmp_path / "again" / "curves.tsv").read_text() == (reference_run.parent / "curves.tsv").read_text()
+    # The file itself too (the bundle lists its checksum): no temp-file name or id in the archive.
+    assert (tmp_path / "again" / "model.pt").read_bytes() == reference_run.read_bytes()
 
 
 class Killed(Exception):

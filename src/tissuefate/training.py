@@ -18,6 +18,7 @@ deterministic for a seed; on CUDA it runs under bf16 autocast.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -156,8 +157,13 @@ def _file_sha256(path: Path) -> str:
 
 
 def _save(obj: dict, path: Path) -> None:
+    # Serialized in memory first: torch.save names the archive's records after the file it
+    # writes, and the atomic temp file's name is random, so the same weights gave different
+    # bytes (and bundle checksums) run to run; from a buffer the records are named "archive".
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def write_curves_tsv(history: list[dict], path: Path) -> None:
