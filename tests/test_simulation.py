@@ -389,3 +389,16 @@ def test_the_plans_anatomy_file_holds_exactly_the_anatomy_and_another_grid_is_re
     assert read_anatomy(tmp_path / "missing.npz", 3) is anat
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     assert read_anatomy(tmp_path / "broken.npz", 3) is anat
+
+
+def test_demo_cohort_lands_inside_the_papers_ranges():
+    """The calibration table of docs/simulation.md, on the demo cohort (60 included patients,
+    truth MNI space): every Table 1 imaging median inside the paper's IQR for its group, the
+    thresholding Dice medians inside the paper's IQRs and its rho_c inside the paper's 95 % CIs.
+    Deterministic (seeded); it fails when a change to the simulator moves the demo out of range."""
+    from tissuefate.simulation.calibration import calibration_table, measure_cohort
+
+    table = calibration_table(measure_cohort(load_config("config.yaml")))
+    assert len(table) == 20
+    outside = table.loc[~table["inside"], ["target", "group", "simulated", "paper"]]
+    assert outside.empty, outside.to_string()
