@@ -1,7 +1,7 @@
 """Speed of the simulator, and its calibration against the paper's real-data numbers.
 
     .venv/bin/python bench/bench_simulation.py speed [n_patients]    # seconds per patient (demo, paper)
-    .venv/bin/python bench/bench_simulation.py calibrate [config]    # simulated vs paper (docs/simulation.md)
+    .venv/bin/python bench/bench_simulation.py calibrate [config] [n_included]  # simulated vs paper (docs/simulation.md)
     .venv/bin/python bench/bench_simulation.py figure [config]       # docs/img/simulated_patients.png
 
 Calibration simulates every included patient of the config's cohort in the truth MNI
@@ -38,10 +38,13 @@ def speed(n: int = 5) -> None:
               f"native {sim['native_resolution_mm']} mm, {len(labels)} patients)")
 
 
-def calibrate(config_name: str = "config.yaml") -> None:
+def calibrate(config_name: str = "config.yaml", n_included: int | None = None) -> None:
+    """``n_included``: another cohort size at the config's resolution (237: the paper's)."""
     from tissuefate.simulation.calibration import calibration_table, markdown_table, measure_cohort
 
     config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    if n_included is not None:
+        config["simulation"]["n_included"] = n_included
     start = time.perf_counter()
     df = measure_cohort(config)
     print(df.groupby("group")[["core_ml", "dwi_ml", "tmax6_ml", "final_ml", "mismatch", "final_outside_tmax6"]]
@@ -65,6 +68,6 @@ if __name__ == "__main__":
     if mode == "figure":
         figure(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
     elif mode == "calibrate":
-        calibrate(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
+        calibrate(sys.argv[2] if len(sys.argv) > 2 else "config.yaml", int(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         speed(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
