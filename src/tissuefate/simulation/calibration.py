@@ -4,7 +4,8 @@ Measured in the simulator's truth MNI space, without writing any file: per plann
 patient the baseline DWI lesion (true and ADC < 620), Tmax > 6 s and final-infarct
 volumes, the PWI/DWI mismatch ratio, and the thresholding approach's Dice (tissue at risk
 = Tmax > 6 s or ADC < 620 vs the final infarct of minimal-reperfusion patients; core =
-ADC < 620 vs that of major-reperfusion patients). The thresholds see the maps as a site
+ADC < 620 vs that of major-reperfusion patients), over the patients the study tests (a 3-7
+day follow-up FLAIR), as the study's thresholding row is. The thresholds see the maps as a site
 acquires them: blurred to its voxel size (partial volume) and with its map noise.
 """
 
@@ -65,6 +66,7 @@ def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
     return {
         "participant_id": row["participant_id"],
         "group": row["simulated_group"],
+        "tested": row["followup"] == "flair_3to7d",  # the study tests only these (METHOD.md)
         "artery": row["artery"],
         "core_ml": float(maps.core.sum() * v),
         "dwi_ml": float(adc620.sum() * v),
@@ -78,11 +80,14 @@ def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
     }
 
 
-def measure_cohort(config: dict, max_patients: int | None = None) -> pd.DataFrame:
+def measure_cohort(config: dict, max_patients: int | None = None, groups=None, tested_only: bool = False) -> pd.DataFrame:
+    """``groups``: only these reperfusion groups; ``tested_only``: only patients the study tests."""
     plan = make_plan(config["simulation"], int(config["seed"]))
     rows = []
     for i, row in plan.iterrows():
         if row["simulated_exclusion"] != "n/a":
+            continue
+        if (groups is not None and row["simulated_group"] not in groups) or (tested_only and row["followup"] != "flair_3to7d"):
             continue
         rows.append(measure_patient(config, row, int(i)))
         if max_patients is not None and len(rows) >= max_patients:
@@ -100,12 +105,14 @@ def calibration_table(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for quantity, groups in PAPER_TARGETS.items():
         for group, paper in groups.items():
+            if not (df["group"] == group).any():
+                continue
             sim = _median_iqr(df.loc[df["group"] == group, quantity])
             out.append(dict(target=quantity, group=group, n=int((df["group"] == group).sum()), simulated=sim,
                             paper=paper, inside=paper[1] <= sim[0] <= paper[2]))
     for target, group, column, pred in (("tissue_at_risk", "minimal", "dice_tissue_at_risk", "tar_pred_ml"),
                                         ("core", "major", "dice_core", "dwi_ml")):
-        sel = df[df["group"] == group]
+        sel = df[(df["group"] == group) & df["tested"]]
         sim = _median_iqr(sel[column])
         paper = PAPER_DICE[target]
         out.append(dict(target=f"thresholding Dice ({target})", group=group, n=len(sel), simulated=sim, paper=paper,
