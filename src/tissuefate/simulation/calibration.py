@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from tissuefate.metrics import dice, mismatch_ratio
 from tissuefate.simulation.anatomy import load_anatomy
-from tissuefate.simulation.clinical import make_plan
+from tissuefate.simulation.clinical import TEST_FOLLOWUP, make_plan
 from tissuefate.simulation.lesion import simulate_lesion
 from tissuefate.simulation.protocol import SITES_BY_NAME
 from tissuefate.statistics import ccc_cube_root
@@ -66,7 +66,7 @@ def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
     return {
         "participant_id": row["participant_id"],
         "group": row["simulated_group"],
-        "tested": row["followup"] == "flair_3to7d",  # the study tests only these (METHOD.md)
+        "tested": row["followup"] == TEST_FOLLOWUP,
         "artery": row["artery"],
         "core_ml": float(maps.core.sum() * v),
         "dwi_ml": float(adc620.sum() * v),
@@ -87,7 +87,7 @@ def measure_cohort(config: dict, max_patients: int | None = None, groups=None, t
     for i, row in plan.iterrows():
         if row["simulated_exclusion"] != "n/a":
             continue
-        if (groups is not None and row["simulated_group"] not in groups) or (tested_only and row["followup"] != "flair_3to7d"):
+        if (groups is not None and row["simulated_group"] not in groups) or (tested_only and row["followup"] != TEST_FOLLOWUP):
             continue
         rows.append(measure_patient(config, row, int(i)))
         if max_patients is not None and len(rows) >= max_patients:

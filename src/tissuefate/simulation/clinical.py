@@ -36,6 +36,12 @@ TREATMENTS = ("iv_tpa_only", "direct_thrombectomy", "bridging", "none")
 RATE_RANGES = {"minimal": (-10.0, 12.0), "partial": (30.0, 70.0), "major": (88.0, 99.0)}
 
 
+# The plan's follow-up kinds: the study tests only patients with a 3-7 day FLAIR (METHOD.md);
+# the others (a 30-day FLAIR) are used for training only.
+TEST_FOLLOWUP = "flair_3to7d"
+OTHER_FOLLOWUP = "flair_30d"
+
+
 def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
     """Largest-remainder allocation of ``n`` items in proportion to ``weights``."""
     total = sum(weights.values())
@@ -213,7 +219,7 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
         entry.update(lesion_plan(prng, group, row["simulated_exclusion"], sim_cfg, used))
         entry.update(
             onset_to_imaging_h=round(float(np.clip(prng.lognormal(np.log(5.0), 0.5), 1.0, 23.0)), 2),
-            followup="flair_30d" if i in other_idx else "flair_3to7d",
+            followup=OTHER_FOLLOWUP if i in other_idx else TEST_FOLLOWUP,
             ischemic_stroke_confirmed="yes",
             pwi_quality="good",
             has_baseline_perfusion=True,

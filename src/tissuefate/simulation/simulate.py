@@ -20,7 +20,7 @@ from tissuefate.io.atomic import atomic_dir, atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation.anatomy import load_anatomy, read_anatomy, save_anatomy
-from tissuefate.simulation.clinical import PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
+from tissuefate.simulation.clinical import OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
 from tissuefate.simulation.lesion import LesionParams, followup_severity, perfusion_maps, simulate_lesion
 from tissuefate.simulation.protocol import (
     SITES_BY_NAME,
@@ -268,7 +268,7 @@ def _write_final(c: _Context) -> None:
     fl, _ = sample_to_grid({"flair": c.maps.flair, "infarct": c.maps.final_infarct.astype(np.float32)},
                            c.anat, c.pose, motion, flair_aff, flair_shape, coords=False)
     flair = rician(fl["flair"] * 400.0 * site.intensity_scale * bias_field(c.rng, flair_shape), c.sigma * 0.8, c.rng)
-    hours = 720.0 if c.row["followup"] == "flair_30d" else round(float(c.rng.uniform(80, 160)), 1)
+    hours = 720.0 if c.row["followup"] == OTHER_FOLLOWUP else round(float(c.rng.uniform(80, 160)), 1)
     _write(c.tmp(c.files.flair_final), flair, flair_aff, {**c.common, "HoursSinceBaseline": hours})
     sub = c.files.sub
     _write(c.tmp(c.files.infarct_mask), fl["infarct"] > 0.5, flair_aff,
