@@ -4,6 +4,7 @@ DWI grid, volumes, report), and the models' share of it.
 
     .venv/bin/python bench/bench_predict.py --bundle results/bundle                 # 2 mm, 2 threads
     .venv/bin/python bench/bench_predict.py --bundle results/bundle --resolution-mm 3 --repeats 1
+    .venv/bin/python bench/bench_predict.py --bundle results/bundle --exact        # the study's arithmetic
 
 Timing at a grid other than the bundle's: the script copies the bundle into bench/out/ with the
 template at ``--resolution-mm`` and the models replaced by the default architecture
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--participant", default="001")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--exact", action="store_true", help="the study's arithmetic (tissuefate predict --exact)")
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "predict"))
     args = parser.parse_args()
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # before antspyx loads
@@ -98,7 +100,7 @@ def main() -> None:
     rows = []
     for r in range(args.repeats):
         load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), _cpu_s()
-        summary = predict_patient(bundle, maps, out / f"run-{r}", threads=args.threads)
+        summary = predict_patient(bundle, maps, out / f"run-{r}", threads=args.threads, exact=args.exact)
         wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
         rt = summary["runtime_s"]
         rows.append((wall, cpu, rt["preprocessing_s"], rt["models_s"], load0, os.getloadavg()[0]))
@@ -111,7 +113,7 @@ def main() -> None:
             print(f"    {name:32s} {ph['cpu_s']:7.1f} s CPU {ph['wall_s']:7.1f} s wall", flush=True)
     best = min(rows)
     print(f"best of {len(rows)}: {best[0]:.1f} s wall, {best[1]:.1f} s CPU, models {best[3]:.1f} s "
-          f"({args.resolution_mm} mm template, {args.threads} threads)")
+          f"({args.resolution_mm} mm template, {args.threads} threads, {'exact' if args.exact else 'folded'} models)")
 
 
 if __name__ == "__main__":

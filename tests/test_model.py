@@ -10,7 +10,9 @@ from tissuefate.model import (
     AttentionUNet2p5D,
     ModelConfig,
     architecture_record,
+    build_model,
     count_parameters,
+    folded_for_inference,
     freeze_encoder,
     load_model,
 )
@@ -115,3 +117,32 @@ def test_config_refuses_unknown_keys_and_even_slice_counts():
     with pytest.raises(ValueError, match="odd"):
         ModelConfig(n_slices=4)
     assert ModelConfig.from_any({"widths": [8, 16, 32]}).depth == 2
+
+
+def test_model_folded_for_inference_is_the_same_function_in_another_order():
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(widths=(8, 16, 32)))
+    for m in model.modules():  # trained-looking batch-norm statistics, not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.3, 3.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    x = torch.randn(3, model.config.in_channels, 32, 40)
+    with torch.no_grad():
+        ref = model(x)
+        folded = folded_for_inference(model)
+        out = folded(x.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0  # the original is untouched
+    assert folded.encoder.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert float((out - ref).abs().max()) < 1e-5 * float(ref.abs().max())
+    # Dropping the batch-norm instead of folding it would be far off.
+    dropped = folded_for_inference(model)
+    for seq in dropped.modules():
+        for m in seq.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None and m.kernel_size == (3, 3):
+                m.bias.data.zero_()
+    with torch.no_grad():
+        assert float((dropped(x) - ref).abs().max()) > 1e-2 * float(ref.abs().max())

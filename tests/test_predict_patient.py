@@ -20,6 +20,7 @@ from tissuefate.predict_patient import SUMMARY, PatientMaps, check_tmax_scale, p
 
 REPO = Path(__file__).resolve().parents[1]
 ISLES = REPO.parent / "shared" / "data" / "isles22-strokecase0009"
+TARGETS = (("tissue_at_risk", "tissueatrisk"), ("ischemic_core", "ischemiccore"))
 
 
 # ------------------------------------------------------------------ criteria (no data needed)
@@ -116,32 +117,60 @@ def _predict_command(*args: str) -> dict:
     return json.loads((out / SUMMARY).read_text())
 
 
-@pytest.fixture(scope="module")
-def fold_prediction(ci_run, tmp_path_factory):
+def _fold_prediction(ci_run, tmp_path_factory, *extra: str):
     label, fold = _test_patient(ci_run)
     out = tmp_path_factory.mktemp("predict") / "fold"
     summary = _predict_command("--bundle", str(ci_run / "results" / "bundle"), "--bids", str(_bids(ci_run)),
                                "--participant", label, "--folds", str(fold), "--threads", "1",
-                               "--out", str(out))
+                               "--out", str(out), *extra)
     return label, fold, out, summary
+
+
+@pytest.fixture(scope="module")
+def fold_prediction(ci_run, tmp_path_factory):
+    """The command as users run it: models folded for inference, mapped back within the coverage's box."""
+    return _fold_prediction(ci_run, tmp_path_factory)
+
+
+def _study_map(ci_run, label, fold, target, desc) -> nib.Nifti1Image:
+    return nib.load(str(ci_run / "results" / "predictions" / "pretraining" / target / f"fold-{fold}" /
+                        f"sub-{label}_ses-baseline_space-orig_desc-{desc}_probseg.nii.gz"))
+
+
+@pytest.mark.slow
+def test_exact_fold_model_alone_reproduces_the_study_prediction_bit_for_bit(ci_run, tmp_path_factory):
+    label, fold, out, summary = _fold_prediction(ci_run, tmp_path_factory, "--exact")
+    assert summary["model"]["arithmetic"].startswith("exact")
+    for target, desc in TARGETS:
+        a = _study_map(ci_run, label, fold, target, desc)
+        b = nib.load(str(out / f"sub-{label}_space-orig_desc-{desc}_probseg.nii.gz"))
+        x, y = np.asarray(a.dataobj, np.float32), np.asarray(b.dataobj, np.float32)
+        assert float(x.max()) > 0.01, "the study's map is empty: the comparison would prove nothing"
+        # Same bytes: the CI study predicts with one thread (training.resources.threads: 1), registers
+        # with one ITK thread, and so does this command with --threads 1 --exact.
+        assert np.array_equal(y, x)
 
 
 @pytest.mark.slow
 def test_fold_model_alone_reproduces_the_study_prediction(ci_run, fold_prediction):
     label, fold, out, summary = fold_prediction
     assert summary["bundle"]["folds"] == [fold]
-    for target, desc in (("tissue_at_risk", "tissueatrisk"), ("ischemic_core", "ischemiccore")):
-        study = ci_run / "results" / "predictions" / "pretraining" / target / f"fold-{fold}" / \
-            f"sub-{label}_ses-baseline_space-orig_desc-{desc}_probseg.nii.gz"
+    assert summary["model"]["arithmetic"].startswith("folded")
+    for target, desc in TARGETS:
+        a = _study_map(ci_run, label, fold, target, desc)
         ours = out / f"sub-{label}_space-orig_desc-{desc}_probseg.nii.gz"
-        a, b = nib.load(str(study)), nib.load(str(ours))
+        b = nib.load(str(ours))
         assert a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-4)
         x, y = np.asarray(a.dataobj, np.float32), np.asarray(b.dataobj, np.float32)
         assert float(x.max()) > 0.01, "the study's map is empty: the comparison would prove nothing"
+        # The same numbers up to float tolerance (batch-norm folded, channels-last: another order
+        # of the same sums), and nothing lost outside the box that was resampled.
         np.testing.assert_allclose(y, x, atol=1e-5, rtol=0)
-        # Same bytes: the CI study predicts with one thread (training.resources.threads: 1), registers
-        # with one ITK thread, and so does this command with --threads 1.
-        assert np.array_equal(y, x)
+        assert np.array_equal(y != 0, x != 0)
+        # The masks agree wherever the map is not within float noise of the threshold.
+        t = summary["probability_threshold"]
+        clear = np.abs(x - t) > 1e-5
+        assert np.array_equal((y >= t)[clear], (x >= t)[clear])
         # One model: SD 0, mask = map >= threshold, volume from the mask.
         sd = np.asarray(nib.load(str(out / f"sub-{label}_space-orig_desc-{desc}SD_probseg.nii.gz")).dataobj)
         assert float(np.abs(sd).max()) == 0.0
@@ -216,6 +245,14 @@ def test_ensemble_prediction_is_each_models_own_map_bit_for_bit(ci_run):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     for a, b in zip(alone, serial):
         assert np.array_equal(a, b)
+    # Folded for inference (tissuefate predict's default): another order of the same sums.
+    folded_models = [load_model(p) for p in paths[:2]]
+    folded = predict_ensemble(folded_models, volumes, workers=2, exact=False)
+    for a, b in zip(alone, folded):
+        assert a.dtype == b.dtype and not np.array_equal(a, b)  # really another arithmetic
+        np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
+    assert all(m.training is False and isinstance(m.encoder.blocks[0][1], torch.nn.BatchNorm2d)
+               for m in folded_models)  # the models given are left as they were
 
 
 @pytest.mark.slow
@@ -247,6 +284,25 @@ def test_to_native_many_is_to_native_of_each_bit_for_bit(ci_run, tmp_path):
     assert float(many[2].sum()) > 0  # the coverage mask is not empty in the patient's space
     one = to_native_many(np.stack(maps[:1]), img.affine, label, results, ref)
     assert one.shape[0] == 1
+
+    # Only the box around the coverage's native footprint (tissuefate predict's default): the
+    # maps are 0 outside coverage, so the whole grid holds nothing outside the box, and inside it
+    # the values are the whole grid's up to float rounding of the box's origin.
+    from tissuefate.preprocessing.workflow import support_box
+
+    cov_mni = masks[2]
+    covered = [maps[0] * cov_mni, maps[1] * cov_mni]
+    box = support_box(many[2] > 0.5, [3, 3, 3])
+    assert box is not None and np.prod([s.stop - s.start for s in box]) < 0.9 * np.prod(many[2].shape)
+    full = to_native_many(np.stack(covered), img.affine, label, results, ref)
+    boxed = to_native_many(np.stack(covered), img.affine, label, results, ref, within=box)
+    assert boxed.shape == full.shape
+    outside = np.ones(full.shape[1:], bool)
+    outside[box] = False
+    assert float(np.abs(full[:, outside]).max()) == 0.0 and float(full.max()) > 0.5
+    np.testing.assert_allclose(boxed, full, atol=1e-5, rtol=0)  # measured: 1.3e-6 at most
+    assert support_box(np.zeros((4, 4, 4), bool), [1, 1, 1]) is None
+    assert support_box(np.pad(np.ones((1, 1, 1), bool), 3), [1, 2, 9]) == (slice(2, 5), slice(1, 6), slice(0, 7))
 
 
 # ------------------------------------------------------------------ bad input: clear error, nothing written

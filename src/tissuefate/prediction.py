@@ -21,7 +21,7 @@ from tissuefate.config import section_defaults
 from tissuefate.dataset import ParticipantVolumes, SliceDataset, load_participant
 from tissuefate.io.atomic import atomic_path
 from tissuefate.io.nifti import save_image
-from tissuefate.model import AttentionUNet2p5D, load_model
+from tissuefate.model import AttentionUNet2p5D, folded_for_inference, load_model
 
 _BATCH_SIZE = section_defaults("training")["batch_size"]
 
@@ -30,13 +30,16 @@ def _autocast(device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _slice_batches(data: SliceDataset, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _slice_batches(data: SliceDataset, batch_size: int,
+                   channels_last: bool = False) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(centre slices, 2.5D inputs, coverage) per batch, in the order ``predict_volume`` runs them."""
     index = data.sample_slices
     out = []
     for start in range(0, len(index), batch_size):
         idx = index[start : start + batch_size]
         x, cov, _ = data.batch(idx)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out.append((idx, x, cov))
     return out
 
@@ -72,12 +75,17 @@ def predict_ensemble(
     workers: int = 1,
     batch_size: int = _BATCH_SIZE,
     device: str | torch.device = "cpu",
+    exact: bool = True,
 ) -> list[np.ndarray]:
     """``predict_volume`` of every model (or checkpoint path) on one participant, in the order
     given: on the CPU each model runs with one intra-op thread, so every map is bit for bit
     ``predict_volume``'s with ``torch.set_num_threads(1)`` (the study's prediction jobs with
     ``training.resources.threads: 1``, as in config/config.yaml and config/ci.yaml; with more
     threads oneDNN may sum in another order: maps differ in the last float bit, ~6e-8).
+
+    ``exact=False``: each model in its inference-only form (:func:`~tissuefate.model.folded_for_inference`:
+    batch-norm folded into the convolutions, channels-last), about 1.5x faster on the CPU; the
+    maps then differ from the study's in the last float bits (~1e-7), not bit for bit.
 
     Cheaper than one call per model: the 2.5D batches are built once for all models of the
     same slice geometry, and ``workers`` models run side by side (two models on two cores
@@ -88,12 +96,15 @@ def predict_ensemble(
     lock = threading.Lock()
 
     def run(item) -> np.ndarray:
-        model = load_model(item) if isinstance(item, (str, Path)) else item
+        loaded = isinstance(item, (str, Path))
+        model = load_model(item) if loaded else item
+        if not exact:
+            model = folded_for_inference(model, inplace=loaded)
         key = (model.config.n_slices, model.config.size_multiple)
         with lock:
             if key not in shared:
                 data = SliceDataset([volumes], *key, device=device)
-                shared[key] = (data, _slice_batches(data, batch_size))
+                shared[key] = (data, _slice_batches(data, batch_size, channels_last=not exact))
         data, batches = shared[key]
         return _predict_batches(model, volumes, data, batches, device)
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -260,11 +261,17 @@ def to_native_many(
     reference: str | Path,
     *,
     interpolation: str = "linear",
+    within: tuple[slice, slice, slice] | None = None,
 ) -> np.ndarray:
     """:func:`to_native` of several MNI-space volumes of one grid at once: ``volumes``
     (N, X, Y, Z) on ``affine`` -> (N, x, y, z) float32 on the grid of ``reference``. One ANTs
     call for all of them (the inverse transform is read once); each volume comes out the same,
-    bit for bit, as :func:`to_native` of it saved as float32 NIfTI (checked in the tests)."""
+    bit for bit, as :func:`to_native` of it saved as float32 NIfTI (checked in the tests).
+
+    ``within``: resample only this box of the reference grid (voxel slices, see
+    :func:`support_box`) and leave 0 outside it: ANTs' cost is per voxel resampled. The box's
+    origin goes through the NIfTI header in float32, so values inside it may differ from the
+    whole grid's in the last float bits (not bit for bit)."""
     label = validate_label(label)
     inv = _inverse_transform(results, label)
     volumes = np.asarray(volumes, dtype=np.float32)
@@ -274,7 +281,30 @@ def to_native_many(
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp) / "mni.nii"  # uncompressed: written and read once
         save_image(np.moveaxis(volumes, 0, -1) if series else volumes[0], affine, stack)
-        out = apply_transforms(stack, reference, [inv], Path(tmp) / "native.nii", interpolation=interpolation,
+        target = reference
+        if within is not None:
+            ref_img = nib.load(str(reference))
+            box = ref_img.slicer[within]  # the reference's header, its origin moved to the box's corner
+            target = Path(tmp) / "reference_box.nii"
+            nib.save(nib.Nifti1Image(np.zeros(box.shape[:3], np.uint8), box.affine, box.header), str(target))
+        out = apply_transforms(stack, target, [inv], Path(tmp) / "native.nii", interpolation=interpolation,
                                time_series=series)
         data = np.asarray(nib.load(str(out)).dataobj, dtype=np.float32)
-    return np.ascontiguousarray(np.moveaxis(data, -1, 0)) if series else data[None]
+    data = np.ascontiguousarray(np.moveaxis(data, -1, 0)) if series else data[None]
+    if within is None:
+        return data
+    full = np.zeros((len(volumes), *ref_img.shape[:3]), np.float32)
+    full[(slice(None), *within)] = data
+    return full
+
+
+def support_box(mask: np.ndarray, margin_vox: Sequence[int]) -> tuple[slice, slice, slice] | None:
+    """The bounding box of ``mask``'s voxels widened by ``margin_vox`` per axis, clipped to the
+    grid (None for an empty mask): where a map that is 0 outside ``mask`` can be non-zero once
+    linearly resampled, given a margin of at least one source voxel in this grid's voxels."""
+    idx = np.argwhere(mask)
+    if len(idx) == 0:
+        return None
+    lo = np.maximum(idx.min(0) - np.asarray(margin_vox), 0)
+    hi = np.minimum(idx.max(0) + 1 + np.asarray(margin_vox), mask.shape[:3])
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
