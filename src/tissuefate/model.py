@@ -279,7 +279,7 @@ def folded_for_inference(model: AttentionUNet2p5D, *, inplace: bool = False) -> 
 
     The same function of the input, evaluated in another order: outputs differ from the eval-mode
     model's in the last float bits (about 1e-7 for probabilities), and on 2 CPU cores it runs in
-    about 0.65 of the time (BENCHMARKS.md). The model given is left as it is, unless ``inplace``."""
+    about 0.7 of the time (BENCHMARKS.md, "One new patient"). The model given is left as it is, unless ``inplace``."""
     folded = (model if inplace else copy.deepcopy(model)).eval()
     for seq in folded.modules():
         if not isinstance(seq, nn.Sequential):

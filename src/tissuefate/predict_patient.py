@@ -270,7 +270,7 @@ def predict_patient(bundle_path: str | Path, maps: PatientMaps, out_dir: str | P
             # interpolation reaches one): ANTs costs per voxel; values within ~1e-6.
             within = None
             if not exact:
-                margin = np.ceil(2 * max(abs(np.asarray(nib.affines.voxel_sizes(volumes.affine)))) /
+                margin = np.ceil(2 * nib.affines.voxel_sizes(volumes.affine).max() /
                                  nib.affines.voxel_sizes(affine)).astype(int) + 1
                 within = support_box(coverage_native, margin)
             natives = to_native_many(np.stack(probs_mni), volumes.affine, label, work, ref, within=within)

@@ -84,7 +84,7 @@ def predict_ensemble(
     threads oneDNN may sum in another order: maps differ in the last float bit, ~6e-8).
 
     ``exact=False``: each model in its inference-only form (:func:`~tissuefate.model.folded_for_inference`:
-    batch-norm folded into the convolutions, channels-last), about 1.5x faster on the CPU; the
+    batch-norm folded into the convolutions, channels-last), about 1.4x faster on the CPU; the
     maps then differ from the study's in the last float bits (~1e-7), not bit for bit.
 
     Cheaper than one call per model: the 2.5D batches are built once for all models of the

@@ -283,10 +283,12 @@ def to_native_many(
         save_image(np.moveaxis(volumes, 0, -1) if series else volumes[0], affine, stack)
         target = reference
         if within is not None:
+            # The reference's header, its origin moved to the box's corner (its voxels are not read).
             ref_img = nib.load(str(reference))
-            box = ref_img.slicer[within]  # the reference's header, its origin moved to the box's corner
+            shape = [s.stop - s.start for s in within]
             target = Path(tmp) / "reference_box.nii"
-            nib.save(nib.Nifti1Image(np.zeros(box.shape[:3], np.uint8), box.affine, box.header), str(target))
+            nib.save(nib.Nifti1Image(np.zeros(shape, np.uint8), ref_img.slicer.slice_affine(within), ref_img.header),
+                     str(target))
         out = apply_transforms(stack, target, [inv], Path(tmp) / "native.nii", interpolation=interpolation,
                                time_series=series)
         data = np.asarray(nib.load(str(out)).dataobj, dtype=np.float32)
