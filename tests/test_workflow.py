@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -17,6 +18,24 @@ def test_lint_is_clean(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout, proc.stdout
+
+
+_HEAVY = ("matplotlib", "nibabel", "scipy", "torch", "ants", "nipype", "sklearn", "nilearn", "pydicom", "statsmodels")
+
+
+def test_reading_the_snakefile_imports_no_imaging_or_plotting_stack(tmp_path):
+    # Every Snakemake process reads the Snakefile: the main one, and on Slurm each job and each
+    # step of a bundled job again; matplotlib, nibabel and SciPy cost it ~2 CPU s each time.
+    workdir = workflow_copy(tmp_path / "repo")
+    probe = ("import atexit, sys\n"
+             f"atexit.register(lambda: print('LOADED', sorted(m for m in {_HEAVY!r} if m in sys.modules)))\n"
+             "from snakemake.cli import main\n"
+             "sys.argv = ['snakemake', '--list-rules', '--configfile', 'config/ci.yaml']\n"
+             "main()\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pretrain" in proc.stdout  # the rules were read
+    assert "LOADED []" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_ci_study_cohort(ci_run):

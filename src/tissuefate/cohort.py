@@ -27,6 +27,7 @@ from tissuefate.errors import InputError
 from tissuefate.io.bids import (PERFUSION_MAPS, ParticipantFiles, perfusion_maps_dir, read_sidecar, sidecar_path,
                                validate_label)
 from tissuefate.io.nifti import load_image
+from tissuefate.io.participants import read_participants  # noqa: F401  (part of this module's API)
 from tissuefate.io.units import resolve_adc_factor
 from tissuefate.measures import voxel_volume_ml
 from tissuefate.metrics import mismatch_ratio
@@ -186,28 +187,6 @@ def review_participant(bids_root: str | Path, participant: str, clinical: dict, 
         float(cohort_cfg["major_reperfusion_min_percent"]),
     )
     return row
-
-
-def read_participants(bids_root: str | Path) -> pd.DataFrame:
-    """participants.tsv of a BIDS dataset, IDs validated (a hostile ID stops here)."""
-    path = Path(bids_root) / "participants.tsv"
-    if not path.exists():
-        raise InputError("participants.tsv is missing", path=path,
-                         fix="write participants.tsv with a participant_id column (see docs/data.md)")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except Exception as err:
-        raise InputError(f"participants.tsv cannot be read ({err})", path=path,
-                         fix="save it as tab-separated text with a header row") from None
-    if "participant_id" not in df.columns:
-        raise InputError("participants.tsv has no participant_id column", path=path,
-                         fix="name the first column participant_id (BIDS)")
-    for pid in df["participant_id"]:
-        validate_label(pid)
-    if df["participant_id"].duplicated().any():
-        dup = df.loc[df["participant_id"].duplicated(), "participant_id"].iloc[0]
-        raise InputError(f"participant {dup} is listed twice", path=path, fix="keep one row per participant")
-    return df
 
 
 def build_cohort(reviews: list[dict], participants: pd.DataFrame) -> pd.DataFrame:

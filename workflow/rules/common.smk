@@ -6,12 +6,9 @@ from pathlib import Path
 import pandas as pd
 
 from tissuefate.cluster import gpu_resources
-from tissuefate.cohort import read_participants
 from tissuefate.io import derivatives
-from tissuefate.io.bids import perfusion_maps_dir
-from tissuefate.jobs.perfusion import dsc_sessions
-from tissuefate.perfusion import raw_dsc_series
-from tissuefate.simulation import participant_labels
+from tissuefate.io.bids import perfusion_maps_dir, raw_dsc_series
+from tissuefate.io.participants import read_participants
 from tissuefate.names import (
     PRETRAIN,
     PRETRAINING,
@@ -19,6 +16,8 @@ from tissuefate.names import (
     TARGETS,
     TRAINED_APPROACHES,
 )
+from tissuefate.perfusion.sessions import dsc_sessions
+from tissuefate.simulation.clinical import participant_labels
 from tissuefate.splits import fold_prediction_labels, job_patients, read_splits
 
 BIDS = config["dataset"]["bids_dir"]

@@ -74,6 +74,11 @@ def perfusion_maps_dir(config: dict) -> Path | None:
     return (Path(config.get("results_dir", "results")) / "perfusion").resolve()
 
 
+def raw_dsc_series(bids_dir: str | Path, label: str, session: str) -> Path:
+    """BIDS path of a session's raw DSC series (its sidecar: same name, ``.json``)."""
+    return Path(bids_dir) / f"sub-{label}" / f"ses-{session}" / "perf" / f"sub-{label}_ses-{session}_dsc.nii.gz"
+
+
 @dataclass(frozen=True)
 class ParticipantFiles:
     """Paths of one participant's raw files in a BIDS dataset (they may not exist).

@@ -17,28 +17,13 @@ import pandas as pd
 from tissuefate.io.bids import ParticipantFiles
 from tissuefate.io.tables import write_tsv
 from tissuefate.measures import voxel_volume_ml
-from tissuefate.perfusion.job import output_paths, raw_dsc_series
+from tissuefate.perfusion.job import output_paths
+from tissuefate.perfusion.sessions import SESSIONS, dsc_sessions  # noqa: F401  (part of this module's API)
 from tissuefate.perfusion.qc import TMAX_AGREEMENT_COLUMNS, tmax_threshold_agreement
 
-SESSIONS = ("baseline", "followup")
 AIF_QC_COLUMNS = ("aif_method", "aif_voxels", "aif_true_voxels_found", "aif_peak_over_tissue_peak",
                   "bolus_signal_drop")
 PERFUSION_TABLE_COLUMNS = TMAX_AGREEMENT_COLUMNS + AIF_QC_COLUMNS
-
-
-def dsc_sessions(config: dict, bids_root, labels) -> dict[str, list[str]]:
-    """Per participant label, the sessions that hold a raw DSC series.
-
-    A simulated dataset (``dataset.simulate``) is known from its plan before anything is
-    written (the simulator writes a series for every perfusion study); a real one from its files.
-    """
-    if config["dataset"]["simulate"]:
-        from tissuefate.simulation.clinical import make_plan
-
-        plan = make_plan(config["simulation"], int(config["seed"])).set_index("participant_id")
-        return {label: [s for s in SESSIONS if bool(plan.loc[f"sub-{label}", f"has_{s}_perfusion"])]
-                for label in labels}
-    return {label: [s for s in SESSIONS if raw_dsc_series(bids_root, label, s).exists()] for label in labels}
 
 
 def session_of(folder) -> tuple[str, str]:

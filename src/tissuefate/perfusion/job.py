@@ -27,7 +27,7 @@ import numpy as np
 
 from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
-from tissuefate.io.bids import read_sidecar
+from tissuefate.io.bids import raw_dsc_series, read_sidecar  # noqa: F401  (raw_dsc_series: part of this module's API)
 from tissuefate.perfusion import aif as aif_mod
 from tissuefate.perfusion import signal as sig
 from tissuefate.perfusion.deconvolution import METHODS, deconvolve
@@ -44,11 +44,6 @@ SOURCES = {
 }
 # A clipped (saturated) series: more than this fraction of head samples at the series' maximum.
 MAX_CLIPPED_FRACTION = 0.002
-
-
-def raw_dsc_series(bids_dir: str | Path, label: str, session: str) -> Path:
-    """BIDS path of a session's raw DSC series (its sidecar: same name, ``.json``)."""
-    return Path(bids_dir) / f"sub-{label}" / f"ses-{session}" / "perf" / f"sub-{label}_ses-{session}_dsc.nii.gz"
 
 
 def output_prefix(dsc_path: str | Path) -> str:

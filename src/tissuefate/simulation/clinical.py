@@ -42,6 +42,13 @@ TEST_FOLLOWUP = "flair_3to7d"
 OTHER_FOLLOWUP = "flair_30d"
 
 
+def participant_labels(sim_cfg: dict) -> list[str]:
+    """Labels of the simulated participants, known from the config alone (no I/O)."""
+    n = int(sim_cfg["n_included"]) + sum(int(v) for v in sim_cfg["n_excluded"].values())
+    width = max(3, len(str(n)))
+    return [f"{i + 1:0{width}d}" for i in range(n)]
+
+
 def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
     """Largest-remainder allocation of ``n`` items in proportion to ``weights``."""
     total = sum(weights.values())

@@ -20,7 +20,8 @@ from tissuefate.io.atomic import atomic_dir, atomic_path, atomic_write_text
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation.anatomy import load_anatomy, read_anatomy, save_anatomy
-from tissuefate.simulation.clinical import OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
+from tissuefate.simulation.clinical import (  # noqa: F401  (participant_labels: part of this module's API)
+    OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan, participant_labels)
 from tissuefate.simulation.lesion import LesionParams, followup_severity, perfusion_maps, simulate_lesion
 from tissuefate.simulation.protocol import (
     SITES_BY_NAME,
@@ -36,13 +37,6 @@ PLAN = Path("derivatives") / "simulation" / "plan.tsv"
 # The MNI anatomy on the simulation grid, computed once with the plan (anatomy.read_anatomy).
 ANATOMY = Path("derivatives") / "simulation" / "anatomy.npz"
 B_VALUE = 1000.0  # s/mm^2
-
-
-def participant_labels(sim_cfg: dict) -> list[str]:
-    """Labels of the simulated participants, known from the config alone (no I/O)."""
-    n = int(sim_cfg["n_included"]) + sum(int(v) for v in sim_cfg["n_excluded"].values())
-    width = max(3, len(str(n)))
-    return [f"{i + 1:0{width}d}" for i in range(n)]
 
 
 def _write_tsv(df: pd.DataFrame, path: Path) -> None:
