@@ -9,8 +9,9 @@ Two measurements per N, each in a temporary folder holding a copy of the workflo
 - from scratch: config/paper.yaml in simulate mode with N reviewed patients in all. Nothing
   exists yet, so the DAG ends at the cohort checkpoint (simulate, review, cohort jobs).
 - full DAG: real-data mode (``dataset.simulate: false``) over config/config.yaml (5 folds), a
-  BIDS tree of N participants (empty files named as the simulator names them, so every input
-  function lists its ~20 files) and the cohort checkpoint already complete for them (cohort
+  BIDS tree of N participants (empty files named as the simulator names them, raw DSC series
+  included, so every input function lists its 26 files; plus each participant's folder of the
+  simulator's truth) and the cohort checkpoint already complete for them (cohort
   table, Table 1, flow chart and one review JSON per patient, all newer than the BIDS files).
   Snakemake then plans everything after the checkpoint: preprocess and thresholding per
   patient, splits, pretrain, 4 x n_folds train and predict, metrics, statistics, figures,
@@ -52,9 +53,13 @@ RAW_FILES = [
     *(f"ses-baseline/perf/sub-{{s}}_ses-baseline_{name}.{ext}"
       for name in ("Tmax", "MTT", "CBF", "CBV") for ext in ("nii.gz", "json")),
     *(f"ses-followup/perf/sub-{{s}}_ses-followup_Tmax.{ext}" for ext in ("nii.gz", "json")),
+    *(f"ses-{session}/perf/sub-{{s}}_ses-{session}_dsc.{ext}"
+      for session in ("baseline", "followup") for ext in ("nii.gz", "json")),
     *(f"ses-final/anat/sub-{{s}}_ses-final_FLAIR.{ext}" for ext in ("nii.gz", "json")),
 ]
 LESION_FILES = [f"ses-final/anat/sub-{{s}}_ses-final_desc-infarct_mask.{ext}" for ext in ("nii.gz", "json")]
+# The simulator's truth per participant (a folder; rule registration_accuracy reads it).
+TRUTH_FILE = "sub-{s}_desc-truth_transform.json"
 
 
 def copy_workflow(work: Path) -> None:
@@ -164,6 +169,7 @@ def checkpoint_state(work: Path, n_patients: int) -> Path:
             _touch(bids / pid / rel.format(s=label), t_bids)
         for rel in LESION_FILES:
             _touch(bids / "derivatives" / "lesions" / pid / rel.format(s=label), t_bids)
+        _touch(bids / "derivatives" / "simulation" / pid / TRUTH_FILE.format(s=label), t_bids)
         review = results / pid / f"{pid}_review.json"
         review.parent.mkdir(parents=True, exist_ok=True)
         review.write_text("{}\n")
