@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tissuefate.cohort import read_participants, review_participant
+from tissuefate.cohort import review_participant
 from tissuefate.errors import InputError
 from tissuefate.io.bids import ParticipantFiles, sidecar_path
+from tissuefate.io.participants import read_participants
 from tissuefate.simulation import participant_labels
 
 

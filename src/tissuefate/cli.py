@@ -52,7 +52,8 @@ def cmd_simulate(args) -> None:
 
 
 def cmd_cohort(args) -> None:
-    from tissuefate.cohort import read_participants, review_participant
+    from tissuefate.cohort import review_participant
+    from tissuefate.io.participants import read_participants
     from tissuefate.jobs.cohort import write_cohort
 
     config = _load_config(args.configfile)

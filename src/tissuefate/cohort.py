@@ -27,7 +27,6 @@ from tissuefate.errors import InputError
 from tissuefate.io.bids import (PERFUSION_MAPS, ParticipantFiles, perfusion_maps_dir, read_sidecar, sidecar_path,
                                validate_label)
 from tissuefate.io.nifti import load_image
-from tissuefate.io.participants import read_participants  # noqa: F401  (part of this module's API)
 from tissuefate.io.units import resolve_adc_factor
 from tissuefate.measures import voxel_volume_ml
 from tissuefate.metrics import mismatch_ratio

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tissuefate.cohort import COHORT_COLUMNS, build_cohort, read_participants, review_participant
+from tissuefate.cohort import COHORT_COLUMNS, build_cohort, review_participant
 from tissuefate.io.atomic import atomic_write_text
+from tissuefate.io.participants import read_participants
 from tissuefate.io.tables import write_tsv
 
 

@@ -18,7 +18,6 @@ from tissuefate.io.bids import ParticipantFiles
 from tissuefate.io.tables import write_tsv
 from tissuefate.measures import voxel_volume_ml
 from tissuefate.perfusion.job import output_paths
-from tissuefate.perfusion.sessions import SESSIONS, dsc_sessions  # noqa: F401  (part of this module's API)
 from tissuefate.perfusion.qc import TMAX_AGREEMENT_COLUMNS, tmax_threshold_agreement
 
 AIF_QC_COLUMNS = ("aif_method", "aif_voxels", "aif_true_voxels_found", "aif_peak_over_tissue_peak",

@@ -27,7 +27,7 @@ import numpy as np
 
 from tissuefate.config import section_defaults
 from tissuefate.errors import InputError
-from tissuefate.io.bids import raw_dsc_series, read_sidecar  # noqa: F401  (raw_dsc_series: part of this module's API)
+from tissuefate.io.bids import read_sidecar
 from tissuefate.perfusion import aif as aif_mod
 from tissuefate.perfusion import signal as sig
 from tissuefate.perfusion.deconvolution import METHODS, deconvolve

@@ -17,11 +17,10 @@ import pandas as pd
 
 from tissuefate import __version__
 from tissuefate.io.atomic import atomic_dir, atomic_path, atomic_write_text
-from tissuefate.io.bids import ParticipantFiles, validate_label
+from tissuefate.io.bids import ParticipantFiles, raw_dsc_series, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation.anatomy import load_anatomy, read_anatomy, save_anatomy
-from tissuefate.simulation.clinical import (  # noqa: F401  (participant_labels: part of this module's API)
-    OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan, participant_labels)
+from tissuefate.simulation.clinical import OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
 from tissuefate.simulation.lesion import LesionParams, followup_severity, perfusion_maps, simulate_lesion
 from tissuefate.simulation.protocol import (
     SITES_BY_NAME,
@@ -251,7 +250,7 @@ def _write_dsc(c: _Context, session: str, maps: dict, coords: np.ndarray, affine
 
 def dsc_path(files: ParticipantFiles, session: str) -> Path:
     """BIDS path of a raw DSC series: sub-<l>/ses-<s>/perf/sub-<l>_ses-<s>_dsc.nii.gz."""
-    return files.root / files.sub / f"ses-{session}" / "perf" / f"{files.sub}_ses-{session}_dsc.nii.gz"
+    return raw_dsc_series(files.root, files.label, session)
 
 
 def _write_final(c: _Context) -> None:
