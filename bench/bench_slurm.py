@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_slurm.py [--configfile config/ci.yaml] [--keep DIR]
 
 The Slurm run gets the settings of the CI end-to-end test (tests/test_slurm.py) unless the
-environment sets them: status polls every 3 s after news (``TISSUEFATE_SLURM_INIT_SECONDS``,
-``TISSUEFATE_SLURM_STATUS_INTERVAL``), 5 s latency wait, and 6 patients per bundled job, so
+environment sets them: status polls every 3 s (``TISSUEFATE_SLURM_INIT_SECONDS``,
+``TISSUEFATE_SLURM_STATUS_INTERVAL``, ``TISSUEFATE_SLURM_MAX_STATUS_INTERVAL``), 5 s latency wait, and 6 patients per bundled job, so
 the CI cohort's 24 patients make 4 bundles for the 2 CPUs. (With the profile's default of 20
 patients a job, one bundle works through 20 patients one after another while the other CPU
 idles: on 2 December the Slurm run took 997 s that way, 755 s with 6; BENCHMARKS.md.)
@@ -41,6 +41,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CI_SLURM_ENV = {
     "TISSUEFATE_SLURM_INIT_SECONDS": "3",
     "TISSUEFATE_SLURM_STATUS_INTERVAL": "3",
+    "TISSUEFATE_SLURM_MAX_STATUS_INTERVAL": "3",
     "TISSUEFATE_SLURM_LATENCY_WAIT": "5",
     "TISSUEFATE_SLURM_PATIENTS_PER_JOB": "6",
 }

@@ -47,6 +47,7 @@ SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else "snakema
 CI_ENV = {
     "TISSUEFATE_SLURM_INIT_SECONDS": "3",
     "TISSUEFATE_SLURM_STATUS_INTERVAL": "3",
+    "TISSUEFATE_SLURM_MAX_STATUS_INTERVAL": "3",
     "TISSUEFATE_SLURM_LATENCY_WAIT": "5",
     # 24 patients in bundles of 6: two bundles side by side on the 2-CPU CI node
     "TISSUEFATE_SLURM_PATIENTS_PER_JOB": "6",
