@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -106,14 +107,15 @@ def _bids(ci_run) -> Path:
     return ci_run / yaml.safe_load((ci_run / "config" / "ci.yaml").read_text())["dataset"]["bids_dir"]
 
 
-def _predict_command(*args: str) -> dict:
+def _predict_command(*args: str, cwd: Path | None = None) -> dict:
     """`tissuefate predict ARGS` as a user runs it, in a process of its own: ITK fixes its
     thread count when it first starts, so an in-process call after other registrations in
-    this test session would register with another thread count than the study's jobs did."""
+    this test session would register with another thread count than the study's jobs did.
+    Relative paths in ARGS are relative to ``cwd``."""
     proc = subprocess.run([sys.executable, "-m", "tissuefate", "predict", *args],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=cwd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    out = Path(args[args.index("--out") + 1])
+    out = Path(cwd or ".") / args[args.index("--out") + 1]
     return json.loads((out / SUMMARY).read_text())
 
 
@@ -408,9 +410,13 @@ def test_dicom_round_trip_gives_the_same_result(ci_run, ci_maps, fold_prediction
     for i, (name, path) in enumerate(args.items(), 1):
         write_dicom_series(path, dcm / name, series_number=i, description=name, study_uid=study)
     adc_unit = read_sidecar(Path(ci_maps.adc))["Units"]
-    summary = _predict_command("--bundle", str(ci_run / "results" / "bundle"), "--out", str(tmp_path / "out"),
+    # Every path relative to the working directory, as README's command is typed
+    # (`--bundle results/bundle` once failed: nipype runs its nodes in folders of their own).
+    bundle = os.path.relpath(ci_run / "results" / "bundle", tmp_path)
+    summary = _predict_command("--bundle", bundle, "--out", "out",
                                "--participant", label, "--adc-unit", adc_unit, "--folds", str(fold),
-                               "--threads", "1", *[a for k in args for a in (f"--{k}", str(dcm / k))])
+                               "--threads", "1", *[a for k in args for a in (f"--{k}", f"dicom/{k}")],
+                               cwd=tmp_path)
     for key in ("tissue_at_risk_ml", "core_ml"):
         assert summary["model"][key] == pytest.approx(nifti_summary["model"][key], abs=0.5, rel=0.02)
     for key in ("tissue_at_risk_ml", "core_ml"):
