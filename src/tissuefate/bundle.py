@@ -293,9 +293,7 @@ def load_bundle(path: str | Path) -> Bundle:
     or extra. Any failure is an :class:`InputError` naming the file and the fix."""
     import tissuefate
 
-    # Absolute: preprocessing runs its nipype nodes in folders of their own, where a path
-    # relative to the user's working directory (`--bundle results/bundle`) no longer exists.
-    root = Path(path).resolve()
+    root = Path(path)
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
         raise InputError("this is not a tissuefate model bundle (no manifest.json)", path=root,

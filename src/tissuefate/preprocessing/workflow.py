@@ -97,7 +97,9 @@ def preprocess_inputs(
     t0 = time.perf_counter()
     label, results = inputs.label, Path(results)
     checks = check_inputs(inputs, settings)
-    template_dir = template_dir or results / "preprocessing" / "template"
+    # Absolute: nipype runs each node in a folder of its own, where a path relative to the
+    # caller's working directory (`tissuefate predict --bundle results/bundle`) does not exist.
+    template_dir = Path(template_dir or results / "preprocessing" / "template").resolve()
     template = template_files(settings.template_resolution_mm, template_dir)
     reg_image_path = inputs.b0 if checks["registration_image"] == "b0" else inputs.b1000
     reg_res = registration_resolution(reg_image_path, settings.registration_resolution_mm)
