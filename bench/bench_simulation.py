@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_simulation.py speed [n_patients]    # seconds per patient (demo, paper)
     .venv/bin/python bench/bench_simulation.py calibrate [config] [n_included]  # simulated vs paper (docs/simulation.md)
     .venv/bin/python bench/bench_simulation.py figure [config]       # docs/img/simulated_patients.png
+    .venv/bin/python bench/bench_simulation.py seeds [config] [n_included] [n_seeds] [sampling]
+                                                  # thresholding rows over seeds 1..n (docs/simulation.md)
 
 Calibration simulates every included patient of the config's cohort in the truth MNI
 space (tissuefate.simulation.calibration) and prints the "simulated vs paper" table.
@@ -13,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from tissuefate.simulation import participant_labels, simulate_participant, write_plan
@@ -53,6 +56,29 @@ def calibrate(config_name: str = "config.yaml", n_included: int | None = None) -
     print(f"{len(df)} patients in {time.perf_counter() - start:.0f} s")
 
 
+def seeds(config_name: str, n_included: int, n_seeds: int, sampling: str, jobs: int = 2) -> None:
+    """The thresholding rows of ``n_seeds`` cohorts of one design (seeds 1..n): per seed, then
+    their median, spread and share inside the paper's ranges."""
+    from tissuefate.simulation.calibration import seed_spread
+
+    config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    config["simulation"].update(n_included=n_included, sampling=sampling)
+    start, cpu = time.perf_counter(), time.process_time()
+    df = seed_spread(config, range(1, n_seeds + 1), jobs=jobs)
+    values = [c for c in df.columns if c.startswith("thresholding") and not c.endswith("inside")]
+    short = {c: c.replace("thresholding ", "").replace("tissue_at_risk", "TAR").replace(" inside", "?") for c in df.columns}
+    print(df.rename(columns=short).round(3).to_string(index=False))
+    print(f"\n{n_seeds} cohorts of {n_included} included patients, sampling {sampling}:")
+    print("| row | median over seeds | sd | 5th-95th percentile | seeds inside the paper's range |")
+    print("|---|---|---|---|---|")
+    for c in values:
+        v = df[c].to_numpy(dtype=float)
+        print(f"| {c} | {np.median(v):.3f} | {v.std(ddof=1):.3f} | {np.percentile(v, 5):.3f}–{np.percentile(v, 95):.3f} "
+              f"| {int(df[c + ' inside'].sum())}/{len(df)} |")
+    print(f"| all four inside | | | | {int(df[[c + ' inside' for c in values]].all(axis=1).sum())}/{len(df)} |")
+    print(f"{time.perf_counter() - start:.0f} s wall ({jobs} processes)")
+
+
 def figure(config_name: str = "config.yaml") -> None:
     from tissuefate.simulation.calibration import patients_figure
 
@@ -67,6 +93,10 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "speed"
     if mode == "figure":
         figure(sys.argv[2] if len(sys.argv) > 2 else "config.yaml")
+    elif mode == "seeds":
+        # seeds [config] [n_included] [n_seeds] [sampling]
+        args = sys.argv[2:] + [None] * 4
+        seeds(args[0] or "config.yaml", int(args[1] or 60), int(args[2] or 40), args[3] or "independent")
     elif mode == "calibrate":
         calibrate(sys.argv[2] if len(sys.argv) > 2 else "config.yaml", int(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:

@@ -56,6 +56,41 @@ def test_demo_groups_in_paper_proportions():
         assert (plan.simulated_exclusion == reason).sum() == n
 
 
+def test_stratified_sampling_puts_one_patient_in_each_stratum_of_each_lesion_variable():
+    """simulation.sampling: stratified draws each reperfusion group's lesion variables from a Latin
+    hypercube: with n patients in a group, each variable's quantile falls once in each of the n
+    equal strata. Checked on the plan's values through the distributions' own CDFs (scipy.stats),
+    so a transform that does not invert its CDF, or strata shared across groups, fails."""
+    from scipy import stats
+
+    from tissuefate.simulation.clinical import RATE_RANGES, group_quantiles
+
+    config = load_config("config.yaml")
+    plan = make_plan(dict(config["simulation"], sampling="stratified"), config["seed"])
+    included = plan[plan.simulated_exclusion == "n/a"]
+    for group, rows in included.groupby("simulated_group"):
+        n = len(rows)
+        collateral = stats.beta(2.0, 2.0).cdf(rows["collateral"].to_numpy())  # rounded to 1e-4 in the plan
+        assert sorted(np.floor(collateral * n).astype(int)) == list(range(n)), group
+        if group == "minimal":
+            low, high = RATE_RANGES["minimal"]
+            rate = stats.uniform(low, high - low).cdf(rows["target_reperfusion_rate"].to_numpy())
+            assert sorted(np.floor(rate * n).astype(int)) == list(range(n))
+    # Independent draws do not (they are the cohorts made before): some stratum holds two.
+    indep = make_plan(dict(config["simulation"], sampling="independent"), config["seed"])
+    major = indep[indep.simulated_group == "major"]
+    cells = np.floor(stats.beta(2.0, 2.0).cdf(major["collateral"].to_numpy()) * len(major)).astype(int)
+    assert len(set(cells)) < len(major)
+    # Every group's quantiles are a Latin hypercube, whatever the group sizes.
+    groups = ["minimal"] * 7 + ["major"] * 3 + ["n/a"] + ["minimal"] * 2
+    q = group_quantiles(groups, seed=5)
+    assert sorted(q) == [i for i, g in enumerate(groups) if g != "n/a"]
+    for group, n in (("minimal", 9), ("major", 3)):
+        for name in ("dwi", "penumbra", "reperfusion"):
+            cells = sorted(int(q[i][name] * n) for i, g in enumerate(groups) if g == group)
+            assert cells == list(range(n)), (group, name)
+
+
 def test_largest_remainder_allocation():
     assert allocate(237, {g: float(c) for g, c in PAPER_GROUP_COUNTS.items()}) == PAPER_GROUP_COUNTS
     assert sum(allocate(13, {"a": 1.0, "b": 1.0, "c": 1.0}).values()) == 13
@@ -406,9 +441,11 @@ def test_demo_cohort_volumes_land_inside_the_papers_ranges():
 
 def test_thresholding_on_a_paper_sized_cohort_lands_inside_the_papers_ranges():
     """The thresholding row on the patients a paper-sized cohort would test (42 minimal, 72 major
-    at the demo's 3 mm; the demo's 12 and 18 are too few: a 12-patient median of the same
-    distribution lands inside the paper's IQR about 70 % of the time): median Dice inside the
-    paper's IQR and Lin's rho_c inside its 95 % CI, for both targets."""
+    at the demo's 3 mm): median Dice inside the paper's IQR and Lin's rho_c inside its 95 % CI,
+    for both targets. One seeded draw: across 10 seeds of the same design only 3 land all four
+    inside (tissue-at-risk rho_c and core Dice sit on the edge of the paper's ranges;
+    docs/simulation.md, "Calibration across seeds"), so this guards the documented table, not
+    the calibration's centre."""
     from tissuefate.simulation.calibration import calibration_table, measure_cohort
 
     config = load_config("config.yaml")

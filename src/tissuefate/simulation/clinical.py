@@ -108,11 +108,58 @@ def _log_quantile(z: float, median: float, q1: float, q3: float) -> float:
     return float(median * np.exp(z * spread / 0.6745))
 
 
-def sample_volumes(rng: np.random.Generator, group: str) -> tuple[float, float]:
-    """Baseline DWI and Tmax > 6 s volumes (mL) drawn from the paper's per-group quartiles."""
+# The lesion variables that a reperfusion group's patients draw from one Latin hypercube when
+# simulation.sampling is "stratified" (docs/simulation.md, "Calibration across seeds"): each variable's n quantiles
+# fall one in each of n equal strata, so a small cohort spans the calibrated distributions
+# instead of landing, by chance, in one part of them.
+STRATIFIED_VARIABLES = ("dwi", "tmax", "collateral", "penumbra", "growth", "reperfusion")
+
+
+def group_quantiles(groups: list[str], seed: int) -> dict[int, dict[str, float]]:
+    """Per patient (position in ``groups``), a quantile in (0, 1) for each stratified variable:
+    within each reperfusion group, a Latin hypercube over the group's patients."""
+    out: dict[int, dict[str, float]] = {}
+    for gi, group in enumerate(GROUPS):
+        members = [i for i, g in enumerate(groups) if g == group]
+        if not members:
+            continue
+        rng = np.random.default_rng([seed, 4, gi])
+        n = len(members)
+        columns = {name: (rng.permutation(n) + rng.random(n)) / n for name in STRATIFIED_VARIABLES}
+        for k, i in enumerate(members):
+            out[i] = {name: float(columns[name][k]) for name in STRATIFIED_VARIABLES}
+    return out
+
+
+def _normal(rng: np.random.Generator, q: dict | None, name: str) -> float:
+    """A standard normal deviate: drawn, or at the patient's stratified quantile."""
+    if q is None:
+        return float(rng.standard_normal())
+    from scipy.special import ndtri
+
+    return float(ndtri(q[name]))
+
+
+def _beta(rng: np.random.Generator, q: dict | None, name: str, a: float, b: float) -> float:
+    if q is None:
+        return float(rng.beta(a, b))
+    from scipy.special import betaincinv
+
+    return float(betaincinv(a, b, q[name]))
+
+
+def _uniform(rng: np.random.Generator, q: dict | None, name: str, low: float, high: float) -> float:
+    if q is None:
+        return float(rng.uniform(low, high))
+    return float(low + q[name] * (high - low))
+
+
+def sample_volumes(rng: np.random.Generator, group: str, q: dict | None = None) -> tuple[float, float]:
+    """Baseline DWI and Tmax > 6 s volumes (mL) drawn from the paper's per-group quartiles
+    (``q``: the patient's stratified quantiles, else independent draws from ``rng``)."""
     v = PAPER_VOLUMES.get(group, PAPER_VOLUMES["partial"])
-    z1 = rng.standard_normal()
-    z2 = VOLUME_CORRELATION * z1 + np.sqrt(1 - VOLUME_CORRELATION**2) * rng.standard_normal()
+    z1 = _normal(rng, q, "dwi")
+    z2 = VOLUME_CORRELATION * z1 + np.sqrt(1 - VOLUME_CORRELATION**2) * _normal(rng, q, "tmax")
     dwi = float(np.clip(_log_quantile(z1, *v["dwi"]), 1.0, 150.0))
     tmax = float(np.clip(_log_quantile(z2, *v["tmax"]), 10.0, 300.0))
     return dwi, max(tmax, MISMATCH_MIN * dwi + 5.0)
@@ -143,27 +190,35 @@ def occluded_artery(lesion_index: int, tmax_ml: float) -> tuple[str, float]:
         artery = PROXIMAL[artery]
 
 
-def reperfusion_of(prng: np.random.Generator, group: str) -> tuple[float, float]:
+def reperfusion_of(prng: np.random.Generator, group: str, q: dict | None = None) -> tuple[float, float]:
     """Target 4-24 h reperfusion rate (percent) and the reperfusion fraction r driving the infarct."""
     if group == "minimal":
-        rate = float(prng.uniform(*RATE_RANGES["minimal"]))
+        rate = _uniform(prng, q, "reperfusion", *RATE_RANGES["minimal"])
         return rate, float(np.clip(rate / 100.0, 0, 0.15))
     if group == "partial":
-        rate = float(prng.uniform(*RATE_RANGES["partial"]))
+        rate = _uniform(prng, q, "reperfusion", *RATE_RANGES["partial"])
         return rate, rate / 100.0
     if group == "major":
-        rate = 100.0 if prng.random() < 0.5 else float(prng.uniform(*RATE_RANGES["major"]))
+        # Half reperfuse completely, half in the upper range.
+        if q is None:
+            rate = 100.0 if prng.random() < 0.5 else float(prng.uniform(*RATE_RANGES["major"]))
+        else:
+            u = q["reperfusion"]
+            low, high = RATE_RANGES["major"]
+            rate = 100.0 if u < 0.5 else float(low + (2 * u - 1) * (high - low))
         return rate, min(rate / 100.0, 1.0)
     # unknown: reperfusion happened to some degree, but no 4-24 h study shows it
-    return float("nan"), float(prng.uniform(0, 1))
+    return float("nan"), _uniform(prng, q, "reperfusion", 0.0, 1.0)
 
 
-def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dict, used: set[int]) -> dict:
-    """Lesion, artery, side, collaterals, volumes and reperfusion of one planned patient."""
+def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dict, used: set[int],
+                q: dict | None = None) -> dict:
+    """Lesion, artery, side, collaterals, volumes and reperfusion of one planned patient
+    (``q``: its stratified quantiles, see ``group_quantiles``; None: independent draws)."""
     from tissuefate.simulation.library import load_library
 
     lib = load_library()
-    dwi_ml, tmax_ml = sample_volumes(prng, group if group != "n/a" else "partial")
+    dwi_ml, tmax_ml = sample_volumes(prng, group if group != "n/a" else "partial", q)
     if reason == "complete_reperfusion_at_baseline":
         dwi_ml, tmax_ml = 2.0, 0.0
     # ADC < 620 (the paper's DWI volume) misses the lesion's rim: the library lesion is larger.
@@ -175,16 +230,16 @@ def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dic
     if prng.random() < sim_cfg["fraction_bilateral"]:
         side = "bilateral"
     artery, tmax_ml = occluded_artery(index, tmax_ml)
-    collateral = float(prng.beta(2.0, 2.0))
-    rate, r = reperfusion_of(prng, group)
+    collateral = _beta(prng, q, "collateral", 2.0, 2.0)
+    rate, r = reperfusion_of(prng, group, q)
     # Without reperfusion, the share of the penumbra that dies falls with collateral grade and
     # varies log-normally around it; above 1 the infarct grows beyond the Tmax > 6 s region.
     # Scale (0.75, sd 1.2, cap 4) calibrated to the paper's minimal-reperfusion final volumes
     # and thresholding row (docs/simulation.md, "Calibration").
-    penumbra_loss = float(np.clip(0.75 * (1.0 - 0.9 * collateral) * np.exp(1.2 * prng.standard_normal()), 0.02, 4.0))
+    penumbra_loss = float(np.clip(0.75 * (1.0 - 0.9 * collateral) * np.exp(1.2 * _normal(prng, q, "penumbra")), 0.02, 4.0))
     # Growth before reperfusion, skewed: most patients little, a few much (Wheeler et al. 2015);
     # what died before reperfusion stays dead without it.
-    early_growth = float(prng.beta(0.5, 2.0))
+    early_growth = _beta(prng, q, "growth", 0.5, 2.0)
     penumbra_loss = max(penumbra_loss, early_growth)
     reversal = float(prng.uniform(0.1, 0.6)) if (r >= 0.8 and prng.random() < 0.5) else 0.0
     return dict(
@@ -212,6 +267,8 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
     n_other = int(round(sim_cfg["fraction_other_followup"] * len(intended)))
     other_idx = set(rng.choice([i for i, r in enumerate(rows) if r["simulated_exclusion"] == "n/a"],
                                size=min(n_other, len(intended)), replace=False).tolist()) if n_other else set()
+    sampling = sim_cfg.get("sampling", "independent")
+    quantiles = group_quantiles([r["simulated_group"] for r in rows], seed) if sampling == "stratified" else {}
     plan: list[dict] = []
     used: set[int] = set()
     for i, row in enumerate(rows):
@@ -223,7 +280,7 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
             **row,
             **sample_clinical(prng, group if group != "n/a" else "partial"),
         }
-        entry.update(lesion_plan(prng, group, row["simulated_exclusion"], sim_cfg, used))
+        entry.update(lesion_plan(prng, group, row["simulated_exclusion"], sim_cfg, used, quantiles.get(i)))
         entry.update(
             onset_to_imaging_h=round(float(np.clip(prng.lognormal(np.log(5.0), 0.5), 1.0, 23.0)), 2),
             followup=OTHER_FOLLOWUP if i in other_idx else TEST_FOLLOWUP,
