@@ -50,7 +50,7 @@ def calibrate(config_name: str = "config.yaml", n_included: int | None = None) -
         config["simulation"]["n_included"] = n_included
     start = time.perf_counter()
     df = measure_cohort(config)
-    print(df.groupby("group")[["core_ml", "dwi_ml", "tmax6_ml", "final_ml", "mismatch", "final_outside_tmax6"]]
+    print(df.groupby("group")[["core_ml", "dwi_ml", "tmax6_ml", "final_ml", "mismatch", "final_outside_tmax6", "dice_adc_lesion"]]
           .median().round(2).to_string())
     print(markdown_table(calibration_table(df)))
     print(f"{len(df)} patients in {time.perf_counter() - start:.0f} s")

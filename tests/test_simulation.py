@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import nibabel as nib
@@ -455,3 +456,36 @@ def test_thresholding_on_a_paper_sized_cohort_lands_inside_the_papers_ranges():
     assert len(table) == 4 and table["n"].tolist() == [42, 42, 72, 72]
     outside = table.loc[~table["inside"], ["target", "group", "simulated", "paper"]]
     assert outside.empty, outside.to_string()
+
+
+def test_the_lesions_adc_drop_scales_with_its_per_patient_factor_and_is_off_by_default(monkeypatch):
+    """ADC = ADC0 (1 - 0.05 s)(1 - adc_drop (ADC_RIM_DROP + ADC_DEPTH_DROP depth)) in the lesion
+    (docs/simulation.md, "Towards the next calibration"); the factor is drawn only when
+    ADC_DROP_LOG_SD > 0, so default plans (and cohorts) keep every draw they had, and switching
+    it on changes no other variable of the plan."""
+    import tissuefate.simulation.clinical as clinical
+    from tissuefate.simulation.anatomy import load_anatomy
+    from tissuefate.simulation.lesion import ADC_UM2_PER_S, _mix, simulate_lesion
+    from tissuefate.simulation.simulate import lesion_params
+
+    sim = load_config("config.yaml")["simulation"]
+    plan = make_plan(sim, 7)
+    assert "adc_drop" not in plan.columns
+    monkeypatch.setattr(clinical, "ADC_DROP_LOG_SD", 0.4)
+    varied = make_plan(sim, 7)
+    pd.testing.assert_frame_equal(varied.drop(columns="adc_drop"), plan)
+    drops = varied.loc[varied["lesion_index"] >= 0, "adc_drop"]
+    assert (drops > 0).all() and 0.2 < np.log(drops).std() < 0.6
+
+    anat = load_anatomy(4)
+    row = plan[(plan["simulated_exclusion"] == "n/a")].iloc[0]
+    maps = {m: simulate_lesion(anat, dataclasses.replace(lesion_params(row, sim), adc_drop=m), np.random.default_rng(3))
+            for m in (1.0, 0.5)}
+    core = maps[1.0].core
+    assert core.sum() > 20 and (maps[0.5].core == core).all()
+    normal = (_mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * maps[1.0].severity) * anat.brain)[core]
+    drop = {m: normal - maps[m].adc_um2_per_s[core] for m in maps}
+    assert (drop[1.0] > 0).all()
+    np.testing.assert_allclose(drop[0.5], 0.5 * drop[1.0], rtol=1e-4, atol=0.05)
+    outside = anat.brain & ~core
+    np.testing.assert_array_equal(maps[0.5].adc_um2_per_s[outside], maps[1.0].adc_um2_per_s[outside])

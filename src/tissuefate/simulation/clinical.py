@@ -99,6 +99,13 @@ PAPER_VOLUMES = {
 }
 VOLUME_CORRELATION = 0.8  # of log DWI and log Tmax volumes (large cores come with large hypoperfusion)
 CORE_PER_ADC_VOLUME = 1.35
+# Without reperfusion, the share f0 of the penumbra that dies: scale x (1 - 0.9 c) x lognormal.
+PENUMBRA_LOSS_SCALE = 0.75
+PENUMBRA_LOSS_LOG_SD = 1.2
+# Growth before reperfusion g ~ Beta(a, b), a share of the penumbra.
+EARLY_GROWTH_BETA = (0.5, 2.0)
+# The lesion's ADC drop varies between patients: a factor exp(sd N(0, 1)) on it (0: none).
+ADC_DROP_LOG_SD = 0.0
 MISMATCH_MIN = 1.5  # Tmax > 6 s volume at least this times the DWI volume
 
 
@@ -236,10 +243,11 @@ def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dic
     # varies log-normally around it; above 1 the infarct grows beyond the Tmax > 6 s region.
     # Scale (0.75, sd 1.2, cap 4) calibrated to the paper's minimal-reperfusion final volumes
     # and thresholding row (docs/simulation.md, "Calibration").
-    penumbra_loss = float(np.clip(0.75 * (1.0 - 0.9 * collateral) * np.exp(1.2 * _normal(prng, q, "penumbra")), 0.02, 4.0))
+    penumbra_loss = float(np.clip(PENUMBRA_LOSS_SCALE * (1.0 - 0.9 * collateral)
+                                 * np.exp(PENUMBRA_LOSS_LOG_SD * _normal(prng, q, "penumbra")), 0.02, 4.0))
     # Growth before reperfusion, skewed: most patients little, a few much (Wheeler et al. 2015);
     # what died before reperfusion stays dead without it.
-    early_growth = _beta(prng, q, "growth", 0.5, 2.0)
+    early_growth = _beta(prng, q, "growth", *EARLY_GROWTH_BETA)
     penumbra_loss = max(penumbra_loss, early_growth)
     reversal = float(prng.uniform(0.1, 0.6)) if (r >= 0.8 and prng.random() < 0.5) else 0.0
     return dict(
@@ -292,7 +300,13 @@ def make_plan(sim_cfg: dict, seed: int) -> pd.DataFrame:
         )
         apply_exclusion(entry, row["simulated_exclusion"], prng, plan)
         plan.append(entry)
-    return pd.DataFrame(plan)
+    plan = pd.DataFrame(plan)
+    if ADC_DROP_LOG_SD > 0:
+        # The lesion's ADC drop varies between patients: a stream of its own, so that every other
+        # draw stays as it is; without it the plan has no such column (cohorts byte for byte as before).
+        factor = np.exp(ADC_DROP_LOG_SD * np.random.default_rng([seed, 4]).standard_normal(len(plan)))
+        plan["adc_drop"] = np.where(plan["lesion_index"] >= 0, np.round(factor, 4), 1.0)
+    return plan
 
 
 def apply_exclusion(entry: dict, reason: str, prng: np.random.Generator, plan: list[dict]) -> None:

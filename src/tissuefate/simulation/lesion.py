@@ -40,6 +40,9 @@ DEATH_LENGTH_MM = 12.0  # lambda_F of the death score
 DEATH_NOISE = 1.6  # b: amplitude of the death score's own smooth noise (sigma 6 mm)
 DEATH_GM_BONUS = 0.5  # grey matter dies first
 REVERSAL_NOISE = 0.5  # of the reversal score -depth + noise
+# The lesion's ADC: ADC0 (1 - adc_drop (ADC_RIM_DROP + ADC_DEPTH_DROP depth)).
+ADC_RIM_DROP = 0.18
+ADC_DEPTH_DROP = 0.38
 
 
 @dataclass
@@ -54,6 +57,7 @@ class LesionParams:
     reperfusion_fraction: float  # r: 0 none .. 1 complete
     reversal_fraction: float  # share of the DWI lesion that recovers (major reperfusion only)
     early_growth: float = 0.0  # share of the penumbra lost before any reperfusion
+    adc_drop: float = 1.0  # the lesion's ADC drop relative to the model's (patients differ)
     deformation_mm: float = 2.0
 
 
@@ -252,7 +256,7 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
     final = final_infarct(anat, core, depth, s, territory, p, rng, d_lesion)
     perf = perfusion_maps(anat, s, p.collateral)
     # Diffusion: the ADC drop deepens from the lesion's rim inwards, so ADC < 620 misses the rim.
-    adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - (0.18 + 0.38 * depth), 1.0)
+    adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - p.adc_drop * (ADC_RIM_DROP + ADC_DEPTH_DROP * depth), 1.0)
     b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * depth, 1.0)
     flair = _mix(anat, FLAIR_SIGNAL)
     flair = np.where(final, np.maximum(flair, 1.0) * 1.55, flair)
