@@ -34,9 +34,7 @@ CONSTANTS = {
     "clinical": ("CORE_PER_ADC_VOLUME", "PENUMBRA_LOSS_SCALE", "PENUMBRA_LOSS_LOG_SD", "EARLY_GROWTH_BETA",
                  "ADC_DROP_LOG_SD"),
 }
-
-
-OUTLINE = "OUTLINE_DISPLACEMENT_MM"
+OUTLINE = "OUTLINE_DISPLACEMENT_MM"  # a what-if on the outline, not a constant of the model
 
 
 def parse(items: list[str]) -> dict:

@@ -241,8 +241,8 @@ def lesion_plan(prng: np.random.Generator, group: str, reason: str, sim_cfg: dic
     rate, r = reperfusion_of(prng, group, q)
     # Without reperfusion, the share of the penumbra that dies falls with collateral grade and
     # varies log-normally around it; above 1 the infarct grows beyond the Tmax > 6 s region.
-    # Scale (0.75, sd 1.2, cap 4) calibrated to the paper's minimal-reperfusion final volumes
-    # and thresholding row (docs/simulation.md, "Calibration").
+    # PENUMBRA_LOSS_SCALE and _LOG_SD (and the cap 4) calibrated to the paper's minimal-reperfusion
+    # final volumes and thresholding row (docs/simulation.md, "Calibration").
     penumbra_loss = float(np.clip(PENUMBRA_LOSS_SCALE * (1.0 - 0.9 * collateral)
                                  * np.exp(PENUMBRA_LOSS_LOG_SD * _normal(prng, q, "penumbra")), 0.02, 4.0))
     # Growth before reperfusion, skewed: most patients little, a few much (Wheeler et al. 2015);

@@ -256,7 +256,8 @@ def simulate_lesion(anat: Anatomy, p: LesionParams, rng: np.random.Generator) ->
     final = final_infarct(anat, core, depth, s, territory, p, rng, d_lesion)
     perf = perfusion_maps(anat, s, p.collateral)
     # Diffusion: the ADC drop deepens from the lesion's rim inwards, so ADC < 620 misses the rim.
-    adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - p.adc_drop * (ADC_RIM_DROP + ADC_DEPTH_DROP * depth), 1.0)
+    lesion_drop = p.adc_drop * (ADC_RIM_DROP + ADC_DEPTH_DROP * depth)
+    adc = _mix(anat, ADC_UM2_PER_S) * (1.0 - 0.05 * s) * np.where(core, 1.0 - lesion_drop, 1.0)
     b0 = _mix(anat, B0_SIGNAL) * np.where(core, 1.0 + 0.12 * depth, 1.0)
     flair = _mix(anat, FLAIR_SIGNAL)
     flair = np.where(final, np.maximum(flair, 1.0) * 1.55, flair)

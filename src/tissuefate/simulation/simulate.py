@@ -159,7 +159,7 @@ def lesion_params(row: pd.Series, sim: dict) -> LesionParams:
         reperfusion_fraction=float(row["reperfusion_fraction"]),
         reversal_fraction=float(row["reversal_fraction"]),
         early_growth=float(row["early_growth"]),
-        adc_drop=float(np.nan_to_num(row.get("adc_drop", 1.0), nan=1.0)),
+        adc_drop=float(row.get("adc_drop", 1.0)),  # a plan column only when the lesion ADC varies
         deformation_mm=float(sim.get("lesion_deformation_mm", 2.0)),
     )
 
