@@ -5,11 +5,8 @@
 
 e.g. ``... 237 1 2 3 4 -- ADC_RIM_DROP=0.08 EARLY_GROWTH_BETA=0.5,8``. Each NAME is one of the
 named constants below (module-level in tissuefate.simulation.lesion / .clinical); they are
-set in the worker processes only, nothing is written. One more, not a constant of the model:
-``OUTLINE_DISPLACEMENT_MM=x`` moves the final infarct as the study would see it (the day-3-7
-outline after its registration) by a smooth random displacement field (sigma 10 mm) of RMS x mm
-per axis, as a what-if for the discordance between baseline and follow-up that the simulator
-lacks (docs/simulation.md). Per seed it prints the four
+set in the worker processes only, nothing is written (``TRACING_RMS_MM=0`` shows the
+cohort as a perfect rater would trace it). Per seed it prints the four
 thresholding rows, then the medians over seeds of the thresholding rows, of the Table 1 rows
 per reperfusion group, and two structural checks against real patients: the major group's
 final / ADC < 620 volume ratio (paper: 19 / 17 mL) and ADC < 620 against the lesion traced on
@@ -30,18 +27,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONSTANTS = {
-    "lesion": ("ADC_RIM_DROP", "ADC_DEPTH_DROP", "DEATH_LENGTH_MM", "DEATH_NOISE", "REVERSAL_NOISE"),
+    "lesion": ("ADC_RIM_DROP", "ADC_DEPTH_DROP", "DEATH_LENGTH_MM", "DEATH_NOISE", "REVERSAL_NOISE",
+               "TRACING_RMS_MM"),
     "clinical": ("CORE_PER_ADC_VOLUME", "PENUMBRA_LOSS_SCALE", "PENUMBRA_LOSS_LOG_SD", "EARLY_GROWTH_BETA",
                  "ADC_DROP_LOG_SD"),
 }
-OUTLINE = "OUTLINE_DISPLACEMENT_MM"  # a what-if on the outline, not a constant of the model
 
 
 def parse(items: list[str]) -> dict:
     out = {}
     for item in items:
         name, value = item.split("=", 1)
-        if name != OUTLINE and not any(name in names for names in CONSTANTS.values()):
+        if not any(name in names for names in CONSTANTS.values()):
             sys.exit(f"unknown constant {name!r}: one of {sorted(n for v in CONSTANTS.values() for n in v)}")
         out[name] = tuple(float(v) for v in value.split(",")) if "," in value else float(value)
     return out
@@ -55,29 +52,6 @@ def _apply(overrides: dict) -> None:
         for name in names:
             if name in overrides:
                 setattr(mod, name, overrides[name])
-    if overrides.get(OUTLINE):
-        import tissuefate.simulation.calibration as calibration
-
-        calibration.simulate_lesion = _displaced_outline(calibration.simulate_lesion, float(overrides[OUTLINE]))
-
-
-def _displaced_outline(simulate_lesion, rms_mm: float):
-    """simulate_lesion whose final infarct is resampled through a smooth random displacement."""
-    from scipy import ndimage
-
-    from tissuefate.simulation.anatomy import smooth_noise
-
-    def wrapped(anat, params, rng):
-        maps = simulate_lesion(anat, params, rng)
-        # Its own stream, fixed by the patient's lesion, so the other draws stay as they are.
-        drng = np.random.default_rng([6, params.lesion_index + 1, int(maps.final_infarct.sum())])
-        shift = smooth_noise(drng, anat.shape, 10.0 / anat.resolution_mm, n=3) * (rms_mm / anat.resolution_mm)
-        coords = np.indices(anat.shape, dtype=np.float32) + shift
-        moved = ndimage.map_coordinates(maps.final_infarct.astype(np.float32), coords, order=1) > 0.5
-        maps.final_infarct = moved & anat.brain & (anat.csf < 0.6)
-        return maps
-
-    return wrapped
 
 
 def one_seed(args) -> dict:

@@ -160,6 +160,10 @@ def test_native_lesion_volume_matches_truth(simulated_bids, ci_config):
         img = nib.load(files.infarct_mask)
         native_ml = float(np.asarray(img.dataobj).sum()) * abs(np.linalg.det(img.affine[:3, :3])) / 1000
         assert native_ml == pytest.approx(truth["final_infarct_ml_mni"], rel=0.25), label
+        # The label is the rater's tracing: the true infarct's volume, not its exact outline.
+        true_mask, _ = _mask(files.truth_dir() / f"sub-{label}_space-{SPACE}_desc-infarct_mask.nii.gz")
+        traced, _ = _mask(files.truth_dir() / f"sub-{label}_space-{SPACE}_desc-tracedinfarct_mask.nii.gz")
+        assert traced.sum() == true_mask.sum() and 0.5 < 2 * (traced & true_mask).sum() / (2 * traced.sum()) < 0.98
         checked += 1
     assert checked >= 3
     assert len(plan) == len(participant_labels(ci_config["simulation"]))
@@ -456,6 +460,45 @@ def test_thresholding_on_a_paper_sized_cohort_lands_inside_the_papers_ranges():
     assert len(table) == 4 and table["n"].tolist() == [42, 42, 72, 72]
     outside = table.loc[~table["inside"], ["target", "group", "simulated", "paper"]]
     assert outside.empty, outside.to_string()
+
+
+def test_the_infarct_label_is_a_raters_tracing_that_keeps_the_volume_on_its_own_stream():
+    """lesion.traced_outline (docs/simulation.md, "The rater's tracing"): the label holds exactly
+    the true infarct's volume, in tissue; two independent tracings at TRACING_RMS_MM agree about
+    as real raters do (Dice near 0.73) and less than either agrees with the truth; a larger RMS
+    agrees less; RMS 0 is the truth itself; the tracing draws on its own stream only."""
+    from tissuefate.metrics import dice
+    from tissuefate.simulation.anatomy import load_anatomy
+    from tissuefate.simulation.lesion import simulate_lesion, traced_outline
+    from tissuefate.simulation.simulate import lesion_params, traced_final
+
+    sim = load_config("config.yaml")["simulation"]
+    plan = make_plan(sim, 11)
+    anat = load_anatomy(3)
+    tissue = anat.brain & (anat.csf < 0.6)
+    inter, to_truth, wide = [], [], []
+    for i, row in plan[plan["simulated_exclusion"] == "n/a"].head(14).iterrows():
+        rng = np.random.default_rng([11, 2, i])
+        maps = simulate_lesion(anat, lesion_params(row, sim), rng)
+        final = maps.final_infarct
+        if final.sum() < 100:
+            continue
+        after = rng.standard_normal(4)
+        a = traced_final(anat, maps, 11, int(i))
+        # The tracing did not touch the patient's stream: its next draws are as without it.
+        replay = np.random.default_rng([11, 2, i])
+        simulate_lesion(anat, lesion_params(row, sim), replay)
+        np.testing.assert_array_equal(replay.standard_normal(4), after)
+        np.testing.assert_array_equal(traced_final(anat, maps, 11, int(i)), a)
+        b = traced_outline(anat, final, np.random.default_rng([11, 99, i]))
+        assert a.sum() == b.sum() == final.sum() and not (a & ~tissue).any()
+        np.testing.assert_array_equal(traced_outline(anat, final, np.random.default_rng(0), 0.0), final)
+        inter.append(dice(a, b))
+        to_truth.append(dice(a, final))
+        wide.append(dice(a, traced_outline(anat, final, np.random.default_rng([11, 99, i]), 5.0)))
+    assert len(inter) >= 8
+    assert 0.62 < np.mean(inter) < 0.84, inter
+    assert np.mean(inter) < np.mean(to_truth) < 0.95 and np.mean(wide) < np.mean(inter)
 
 
 def test_the_lesions_adc_drop_scales_with_its_per_patient_factor_and_is_off_by_default(monkeypatch):

@@ -4,8 +4,9 @@ Measured in the simulator's truth MNI space, without writing any file: per plann
 patient the baseline DWI lesion (true and ADC < 620), Tmax > 6 s and final-infarct
 volumes, the PWI/DWI mismatch ratio, and the thresholding approach's Dice (tissue at risk
 = Tmax > 6 s or ADC < 620 vs the final infarct of minimal-reperfusion patients; core =
-ADC < 620 vs that of major-reperfusion patients), over the patients the study tests (a 3-7
-day follow-up FLAIR), as the study's thresholding row is. The thresholds see the maps as a site
+ADC < 620 vs that of major-reperfusion patients; the final infarct as the rater traced it, the
+label the study reads), over the patients the study tests (a 3-7 day follow-up FLAIR), as the
+study's thresholding row is. The thresholds see the maps as a site
 acquires them: blurred to its voxel size (partial volume) and with its map noise.
 """
 
@@ -48,12 +49,13 @@ def acquired(volume: np.ndarray, voxel_mm, mni_mm: float, noise_sd: float, rng: 
 
 def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
     """Volumes and thresholding Dice of one planned patient (included groups only)."""
-    from tissuefate.simulation.simulate import lesion_params
+    from tissuefate.simulation.simulate import lesion_params, traced_final
 
     sim = config["simulation"]
     anat = load_anatomy(int(sim["mni_resolution_mm"]))
     rng = np.random.default_rng([int(config["seed"]), 2, index])
     maps = simulate_lesion(anat, lesion_params(row, sim), rng)
+    final = traced_final(anat, maps, int(config["seed"]), index)  # as the study sees it: traced
     site = SITES_BY_NAME[str(row["site"])]
     res = float(sim["native_resolution_mm"])
     mrng = np.random.default_rng([int(config["seed"]), 3, index])
@@ -71,14 +73,14 @@ def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
         "core_ml": float(maps.core.sum() * v),
         "dwi_ml": float(adc620.sum() * v),
         "tmax6_ml": float(tmax6.sum() * v),
-        "final_ml": float(maps.final_infarct.sum() * v),
+        "final_ml": float(final.sum() * v),
         "mismatch": mismatch_ratio(float(tmax6.sum() * v), float(adc620.sum() * v)),
         "tar_pred_ml": float((tmax6 | adc620).sum() * v),
-        "dice_tissue_at_risk": dice(tmax6 | adc620, maps.final_infarct),
-        "dice_core": dice(adc620, maps.final_infarct),
+        "dice_tissue_at_risk": dice(tmax6 | adc620, final),
+        "dice_core": dice(adc620, final),
         # ADC < 620 against the lesion traced on DWI (Gosch et al. 2023 measured 0.43 in patients)
         "dice_adc_lesion": dice(adc620, maps.core),
-        "final_outside_tmax6": float((maps.final_infarct & ~tmax6).sum() / max(maps.final_infarct.sum(), 1)),
+        "final_outside_tmax6": float((final & ~tmax6).sum() / max(final.sum(), 1)),
     }
 
 
@@ -174,7 +176,7 @@ def patients_figure(config: dict, path, n: int = 12) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tissuefate.simulation.simulate import lesion_params
+    from tissuefate.simulation.simulate import lesion_params, traced_final
 
     sim = config["simulation"]
     plan = make_plan(sim, int(config["seed"]))

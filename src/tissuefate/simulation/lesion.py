@@ -43,6 +43,12 @@ REVERSAL_NOISE = 0.5  # of the reversal score -depth + noise
 # The lesion's ADC: ADC0 (1 - adc_drop (ADC_RIM_DROP + ADC_DEPTH_DROP depth)).
 ADC_RIM_DROP = 0.18
 ADC_DEPTH_DROP = 0.38
+# The final infarct as a rater traces it on the day-3-7 FLAIR: the true outline moved by a smooth
+# random displacement (RMS per axis, correlation length), its volume kept. The RMS is set so that
+# two independent tracings agree at the inter-rater Dice of real infarct tracings (mean 0.73;
+# docs/simulation.md, "The rater's tracing").
+TRACING_RMS_MM = 2.2
+TRACING_LENGTH_MM = 10.0
 
 
 @dataclass
@@ -66,7 +72,7 @@ class LesionMaps:
     severity: np.ndarray  # s in [0, 1]
     core: np.ndarray  # bool: the baseline DWI lesion
     core_depth: np.ndarray  # 0..1 inside the core
-    final_infarct: np.ndarray  # bool
+    final_infarct: np.ndarray  # bool: the tissue that dies
     territory: np.ndarray  # bool: the occluded artery's territory
     tmax_s: np.ndarray
     mtt_s: np.ndarray
@@ -217,6 +223,34 @@ def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndar
     death = -d_lesion / DEATH_LENGTH_MM + DEATH_NOISE * smooth_noise(rng, anat.shape, 6.0 / res) + DEATH_GM_BONUS * gm
     eligible = (territory | penumbra) & tissue & ~core
     return (survivors | _top_voxels(death, eligible, n_die)) & tissue
+
+
+def traced_outline(anat: Anatomy, final: np.ndarray, rng: np.random.Generator,
+                   rms_mm: float | None = None) -> np.ndarray:
+    """The final infarct as a rater traces it: the true outline displaced, the volume kept.
+
+    The signed distance to the true outline (mm, > 0 inside) is resampled through a smooth random
+    displacement field u (unit-sd Gaussian fields smoothed over TRACING_LENGTH_MM, scaled to
+    ``rms_mm`` per axis; TRACING_RMS_MM by default); the traced mask is the as many tissue voxels
+    as the true infarct holds, those of highest displaced distance. ``rng`` is the tracing's own
+    stream, so no other draw of the patient moves.
+    """
+    rms = TRACING_RMS_MM if rms_mm is None else float(rms_mm)
+    n = int(final.sum())
+    if rms <= 0 or n == 0:
+        return final.copy()
+    res = anat.resolution_mm
+    shift = smooth_noise(rng, anat.shape, TRACING_LENGTH_MM / res, n=3) * np.float32(rms / res)
+    # Only a box around the infarct can be reached: |u| beyond 4 RMS is out of reach in practice.
+    margin = int(np.ceil(4 * rms / res)) + 2
+    found = ndimage.find_objects(final.astype(np.uint8))[0]
+    box = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, dim)) for s, dim in zip(found, anat.shape))
+    inside = final[box]
+    signed = ndimage.distance_transform_edt(inside, sampling=res) - ndimage.distance_transform_edt(~inside, sampling=res)
+    coords = np.indices(inside.shape, dtype=np.float32) + shift[(slice(None),) + box]
+    score = np.full(anat.shape, -np.inf, dtype=np.float32)
+    score[box] = ndimage.map_coordinates(signed.astype(np.float32), coords, order=1, mode="nearest")
+    return _top_voxels(score, anat.brain & (anat.csf < 0.6) & np.isfinite(score), n)
 
 
 def perfusion_maps(anat: Anatomy, s: np.ndarray, collateral: float) -> dict[str, np.ndarray]:

@@ -21,7 +21,8 @@ from tissuefate.io.bids import ParticipantFiles, raw_dsc_series, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.simulation.anatomy import load_anatomy, read_anatomy, save_anatomy
 from tissuefate.simulation.clinical import OTHER_FOLLOWUP, PARTICIPANT_COLUMNS, PARTICIPANTS_JSON, make_plan
-from tissuefate.simulation.lesion import LesionParams, followup_severity, perfusion_maps, simulate_lesion
+from tissuefate.simulation.lesion import (LesionParams, followup_severity, perfusion_maps, simulate_lesion,
+                                          traced_outline)
 from tissuefate.simulation.protocol import (
     SITES_BY_NAME,
     bias_field,
@@ -129,6 +130,7 @@ class _Context:
     common: dict
     tmp: object  # ParticipantFiles path -> path inside the temporary folders
     truth_dir: Path
+    traced: np.ndarray | None = None  # the final infarct as the rater traced it (MNI grid)
 
     @property
     def res(self) -> float:
@@ -162,6 +164,12 @@ def lesion_params(row: pd.Series, sim: dict) -> LesionParams:
         adc_drop=float(row.get("adc_drop", 1.0)),  # a plan column only when the lesion ADC varies
         deformation_mm=float(sim.get("lesion_deformation_mm", 2.0)),
     )
+
+
+def traced_final(anat, maps, seed: int, index: int) -> np.ndarray:
+    """The final-infarct label as a rater traces it (``lesion.traced_outline``), on the
+    patient's own tracing stream, so the tracing moves no other draw."""
+    return traced_outline(anat, maps.final_infarct, np.random.default_rng([seed, 5, index]))
 
 
 def _write_diffusion(c: _Context) -> float:
@@ -259,7 +267,8 @@ def _write_final(c: _Context) -> None:
     site = c.site
     flair_aff, flair_shape = grid_affine(site.orientation, np.multiply(site.flair_voxel, c.res), site.fov_mm)
     motion = session_motion(c.rng, 10.0, 10.0)
-    fl, _ = sample_to_grid({"flair": c.maps.flair, "infarct": c.maps.final_infarct.astype(np.float32)},
+    # The FLAIR shows the infarct; the mask is the rater's tracing of it.
+    fl, _ = sample_to_grid({"flair": c.maps.flair, "infarct": c.traced.astype(np.float32)},
                            c.anat, c.pose, motion, flair_aff, flair_shape, coords=False)
     flair = rician(fl["flair"] * 400.0 * site.intensity_scale * bias_field(c.rng, flair_shape), c.sigma * 0.8, c.rng)
     hours = 720.0 if c.row["followup"] == OTHER_FOLLOWUP else round(float(c.rng.uniform(80, 160)), 1)
@@ -276,6 +285,8 @@ def _write_truth(c: _Context, params: LesionParams, adc_factor: float, achieved:
     voxel_ml = anat.resolution_mm**3 / 1000.0
     tprefix = f"{sub}_space-{SPACE}"
     _write(c.truth_dir / f"{tprefix}_desc-infarct_mask.nii.gz", maps.final_infarct, anat.affine, dtype=np.uint8)
+    if c.traced is not None:
+        _write(c.truth_dir / f"{tprefix}_desc-tracedinfarct_mask.nii.gz", c.traced, anat.affine, dtype=np.uint8)
     _write(c.truth_dir / f"{tprefix}_desc-core_mask.nii.gz", maps.core, anat.affine, dtype=np.uint8)
     _write(c.truth_dir / f"{tprefix}_desc-territory_mask.nii.gz", maps.territory, anat.affine, dtype=np.uint8)
     _write(c.truth_dir / f"{tprefix}_desc-brain_mask.nii.gz", anat.brain, anat.affine, dtype=np.uint8)
@@ -333,7 +344,8 @@ def simulate_participant(config: dict, bids_root: str | Path, participant: str) 
             parts = path.parts
             return les_dir.joinpath(*parts[3:]) if parts[0] == "derivatives" else raw_dir.joinpath(*parts[1:])
 
-        c = _Context(row, sim, anat, maps, pose, site, rng, files, common, tmp, truth_dir)
+        traced = traced_final(anat, maps, int(config["seed"]), index) if bool(row["has_final"]) else None
+        c = _Context(row, sim, anat, maps, pose, site, rng, files, common, tmp, truth_dir, traced)
         adc_factor = _write_diffusion(c)
         if bool(row["has_baseline_perfusion"]):
             _write_baseline_perfusion(c)
