@@ -66,6 +66,9 @@ def one_seed(args) -> dict:
     major = df[(df["group"] == "major") & df["tested"]]
     out["major final / ADC<620 volume"] = float(np.median(major["final_ml"] / np.maximum(major["dwi_ml"], 0.1)))
     out["Dice ADC<620 vs DWI lesion"] = float(np.median(df["dice_adc_lesion"]))
+    for group in ("minimal", "major"):  # Table 1's final-volume IQR (paper: 28-204 and 8-62 mL)
+        q1, q3 = np.percentile(df.loc[df["group"] == group, "final_ml"], [25, 75])
+        out[(f"{group} final q1", "")], out[(f"{group} final q3", "")] = float(q1), float(q3)
     return out
 
 
@@ -80,7 +83,8 @@ def main(argv: list[str]) -> None:
         rows = list(pool.map(one_seed, [(dict(config, seed=s), overrides) for s in seeds]))
     df = pd.DataFrame(rows).set_index("seed")
     thresholding = [c for c in df.columns if isinstance(c, tuple) and c[0].startswith("thresholding")]
-    table1 = [c for c in df.columns if isinstance(c, tuple) and not c[0].startswith("thresholding")]
+    table1 = [c for c in df.columns if isinstance(c, tuple) and not c[0].startswith("thresholding") and c[1]]
+    quartiles = [c for c in df.columns if isinstance(c, tuple) and not c[1]]
     print(f"overrides {overrides or 'none'}; {n_included} included, seeds {seeds}; {time.perf_counter() - start:.0f} s")
     print(df[thresholding].rename(columns=lambda c: c[0].replace("thresholding ", "")).round(3).to_string())
     print("median over seeds:")
@@ -91,6 +95,8 @@ def main(argv: list[str]) -> None:
     print(med.round(2).unstack().to_string())
     for c in ("major final / ADC<620 volume", "Dice ADC<620 vs DWI lesion"):
         print(f"{c}: {df[c].median():.2f}")
+    print("final-volume quartiles (Table 1; paper minimal 28-204, major 8-62 mL), median over seeds:",
+          ", ".join(f"{c[0]} {df[c].median():.0f}" for c in quartiles))
 
 
 if __name__ == "__main__":
