@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CONSTANTS = {
     "lesion": ("ADC_RIM_DROP", "ADC_DEPTH_DROP", "DEATH_LENGTH_MM", "DEATH_NOISE", "REVERSAL_NOISE",
-               "TRACING_RMS_MM"),
+               "TRACING_RMS_MM", "TRACING_VOLUME_LOG_SD"),
     "clinical": ("CORE_PER_ADC_VOLUME", "PENUMBRA_LOSS_SCALE", "PENUMBRA_LOSS_LOG_SD", "EARLY_GROWTH_BETA",
                  "ADC_DROP_LOG_SD"),
 }

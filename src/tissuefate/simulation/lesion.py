@@ -49,6 +49,9 @@ ADC_DEPTH_DROP = 0.38
 # docs/simulation.md, "The rater's tracing").
 TRACING_RMS_MM = 2.2
 TRACING_LENGTH_MM = 10.0
+# Optional: the rater's volume also differs, by a factor exp(sd N(0, 1)) per tracing (off by
+# default; real inter-rater volume ICCs 0.83-0.98, docs/simulation.md section 7).
+TRACING_VOLUME_LOG_SD = 0.0
 
 
 @dataclass
@@ -232,7 +235,8 @@ def traced_outline(anat: Anatomy, final: np.ndarray, rng: np.random.Generator,
     The signed distance to the true outline (mm, > 0 inside) is resampled through a smooth random
     displacement field u (unit-sd Gaussian fields smoothed over TRACING_LENGTH_MM, scaled to
     ``rms_mm`` per axis; TRACING_RMS_MM by default); the traced mask is the as many tissue voxels
-    as the true infarct holds, those of highest displaced distance. ``rng`` is the tracing's own
+    as the true infarct holds (times exp(TRACING_VOLUME_LOG_SD N(0, 1)) when that is > 0), those of
+    highest displaced distance. ``rng`` is the tracing's own
     stream, so no other draw of the patient moves.
     """
     rms = TRACING_RMS_MM if rms_mm is None else float(rms_mm)
@@ -241,6 +245,8 @@ def traced_outline(anat: Anatomy, final: np.ndarray, rng: np.random.Generator,
         return final.copy()
     res = anat.resolution_mm
     shift = smooth_noise(rng, anat.shape, TRACING_LENGTH_MM / res, n=3) * np.float32(rms / res)
+    if TRACING_VOLUME_LOG_SD > 0:  # drawn after the field, so the default tracing is unchanged
+        n = max(int(round(n * np.exp(TRACING_VOLUME_LOG_SD * rng.standard_normal()))), 1)
     # Only a box around the infarct can be reached: |u| beyond 4 RMS is out of reach in practice.
     margin = int(np.ceil(4 * rms / res)) + 2
     found = ndimage.find_objects(final.astype(np.uint8))[0]
