@@ -462,6 +462,21 @@ def test_thresholding_on_a_paper_sized_cohort_lands_inside_the_papers_ranges():
     assert outside.empty, outside.to_string()
 
 
+def test_patients_meant_to_have_reperfused_completely_show_no_tmax_lesion_in_their_maps(tmp_path):
+    """The demo's patients planned as 'complete reperfusion at baseline' have no Tmax > 6 s voxel
+    in the written (noisy, resampled) baseline Tmax map, so the pipeline excludes them as meant
+    (with a delay up to Tmax 5.4 s, the map noise gave demo patient sub-020 a 0.06 mL lesion)."""
+    config = load_config("config.yaml")
+    plan = write_plan(config, tmp_path)
+    meant = plan.loc[plan["simulated_exclusion"] == "complete_reperfusion_at_baseline", "participant_id"]
+    assert len(meant) == 2
+    for sub in meant:
+        label = sub.removeprefix("sub-")
+        simulate_participant(config, tmp_path, label)
+        tmax = np.asarray(nib.load(ParticipantFiles(tmp_path, label).baseline("Tmax")).dataobj)
+        assert 1.0 < tmax.max() < 6.0, (sub, tmax.max())
+
+
 def test_the_infarct_label_is_a_raters_tracing_that_keeps_the_volume_on_its_own_stream():
     """lesion.traced_outline (docs/simulation.md, "The rater's tracing"): the label holds exactly
     the true infarct's volume, in tissue; two independent tracings at TRACING_RMS_MM agree about
