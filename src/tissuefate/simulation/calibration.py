@@ -176,7 +176,7 @@ def patients_figure(config: dict, path, n: int = 12) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tissuefate.simulation.simulate import lesion_params, traced_final
+    from tissuefate.simulation.simulate import lesion_params
 
     sim = config["simulation"]
     plan = make_plan(sim, int(config["seed"]))

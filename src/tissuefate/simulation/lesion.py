@@ -237,10 +237,9 @@ def traced_outline(anat: Anatomy, final: np.ndarray, rng: np.random.Generator,
 
     The signed distance to the true outline (mm, > 0 inside) is resampled through a smooth random
     displacement field u (unit-sd Gaussian fields smoothed over TRACING_LENGTH_MM, scaled to
-    ``rms_mm`` per axis; TRACING_RMS_MM by default); the traced mask is the as many tissue voxels
-    as the true infarct holds (times exp(TRACING_VOLUME_LOG_SD N(0, 1)) when that is > 0), those of
-    highest displaced distance. ``rng`` is the tracing's own
-    stream, so no other draw of the patient moves.
+    ``rms_mm`` per axis; TRACING_RMS_MM by default); the traced mask is the tissue voxels of highest
+    displaced distance, as many as the true infarct holds (times exp(TRACING_VOLUME_LOG_SD N(0, 1))
+    when that is > 0). ``rng`` is the tracing's own stream, so no other draw of the patient moves.
     """
     rms = TRACING_RMS_MM if rms_mm is None else float(rms_mm)
     n = int(final.sum())
