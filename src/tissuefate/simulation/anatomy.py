@@ -33,6 +33,11 @@ class Anatomy:
     def shape(self) -> tuple[int, int, int]:
         return self.brain.shape
 
+    @property
+    def tissue(self) -> np.ndarray:
+        """Brain outside CSF (csf < 0.6): where an infarct and ADC < 620 can lie."""
+        return self.brain & (self.csf < 0.6)
+
     def world_coordinates(self) -> np.ndarray:
         """RAS mm coordinates of every voxel centre, shape (3, X, Y, Z)."""
         ijk = np.indices(self.shape, dtype=np.float64)

@@ -61,7 +61,7 @@ def measure_patient(config: dict, row: pd.Series, index: int) -> dict:
     mrng = np.random.default_rng([int(config["seed"]), 3, index])
     tmax = acquired(maps.tmax_s, np.multiply(site.perf_voxel, res), anat.resolution_mm, TMAX_NOISE_S, mrng)
     adc = acquired(maps.adc_um2_per_s, np.multiply(site.dwi_voxel, res), anat.resolution_mm, ADC_NOISE, mrng)
-    tissue = anat.brain & (anat.csf < 0.6)
+    tissue = anat.tissue
     tmax6 = (tmax > TMAX_THRESHOLD_S) & anat.brain
     adc620 = (adc < ADC_THRESHOLD) & tissue
     v = anat.resolution_mm**3 / 1000.0

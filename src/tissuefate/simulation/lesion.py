@@ -210,7 +210,7 @@ def final_infarct(anat: Anatomy, core: np.ndarray, depth: np.ndarray, s: np.ndar
     ``d_lesion``: ``lesion_distance(anat, core)`` if already computed.
     """
     res = anat.resolution_mm
-    tissue = anat.brain & (anat.csf < 0.6)
+    tissue = anat.tissue
     n_reversed = int(round(p.reversal_fraction * core.sum()))
     # The shallower part of the lesion recovers, but ADC predicts reversal only loosely.
     reversal_score = -depth + REVERSAL_NOISE * smooth_noise(rng, anat.shape, 4.0 / res)
@@ -258,7 +258,7 @@ def traced_outline(anat: Anatomy, final: np.ndarray, rng: np.random.Generator,
     coords = np.indices(inside.shape, dtype=np.float32) + shift[(slice(None),) + box]
     score = np.full(anat.shape, -np.inf, dtype=np.float32)
     score[box] = ndimage.map_coordinates(signed.astype(np.float32), coords, order=1, mode="nearest")
-    return _top_voxels(score, anat.brain & (anat.csf < 0.6) & np.isfinite(score), n)
+    return _top_voxels(score, anat.tissue & np.isfinite(score), n)
 
 
 def perfusion_maps(anat: Anatomy, s: np.ndarray, collateral: float) -> dict[str, np.ndarray]:
