@@ -38,7 +38,7 @@ def test_sums_per_rule_and_stage(tmp_path):
     assert stages.loc["training", "wall_s"] == pytest.approx(30.4)
     text = markdown(cost_table(jobs))
     assert text.splitlines()[0].startswith("| rule | jobs | wall_s")
-    assert "| preprocess | 2 | 24.0 | 12.0 | 22.0 | 0.92 | 700.5 |" in text
+    assert "| preprocess | 2 | 24.0 | 12.0 | 22.0 | 0.92 | 700.5 | 0 |" in text
 
 
 def test_rule_stages_are_the_rule_files(tmp_path):
@@ -78,3 +78,83 @@ def test_rule_costs_job_writes_both_tables_and_skips_its_own(tmp_path):
     stages = pd.read_csv(root / "stages.tsv", sep="\t").set_index("stage")
     assert stages.loc["training", "peak_rss_mb"] == pytest.approx(1200.0)
     assert stages.loc["preprocessing", "wall_s"] == pytest.approx(10.0)
+
+
+def test_a_jobs_own_account_replaces_the_sampled_cpu_time(tmp_path):
+    """Snakemake samples CPU time and misses a long job's end; the account at the end of the
+    job's log (matched on rule and file stem) replaces it, the larger peak memory wins, and a job
+    without one keeps its sample."""
+    from tissuefate.reporting.costs import read_accounts
+
+    root, logs = tmp_path / "benchmarks", tmp_path / "logs"
+    _bench(root / "train/separate_core_fold-1.tsv", 40.0, 800.0, 14.5)  # sampled: half the job
+    _bench(root / "preprocess/sub-001.tsv", 10.0, 300.0, 9.0)
+    _bench(root / "preprocess/sub-002.tsv", 10.0, 300.0, 9.5)
+    (logs / "training").mkdir(parents=True)
+    (logs / "preprocessing").mkdir()
+    (logs / "training/separate_core_fold-1.log").write_text(
+        "2026-12-08 epoch 1/6\ntissuefate.cost rule=train cpu_s=39.250 max_rss_mb=812.5\n")
+    # a rerun of the job rewrites its log: an older account above the last one does not count
+    (logs / "preprocessing/sub-001.log").write_text(
+        "tissuefate.cost rule=preprocess cpu_s=99.0 max_rss_mb=1.0\nregistered\n"
+        "tissuefate.cost rule=preprocess cpu_s=10.125 max_rss_mb=250.0\n")
+    (logs / "preprocessing/sub-002.log").write_text("failed before the end: no account\n")
+    (logs / "preprocessing/sub-003.log").write_text("tissuefate.cost rule=thresholding cpu_s=1.0 max_rss_mb=1.0\n")
+
+    accounts = read_accounts(logs).set_index("job")
+    assert accounts.loc["sub-001", "cpu_s"] == pytest.approx(10.125)
+    assert "sub-002" not in accounts.index
+
+    jobs = read_benchmarks(root, logs).set_index("job")
+    assert jobs.loc["separate_core_fold-1", "cpu_s"] == pytest.approx(39.25)
+    assert jobs.loc["separate_core_fold-1", "max_rss_mb"] == pytest.approx(812.5)
+    assert jobs.loc["sub-001", "cpu_s"] == pytest.approx(10.125)
+    assert jobs.loc["sub-001", "max_rss_mb"] == pytest.approx(300.0)
+    assert jobs.loc["sub-002", "cpu_s"] == pytest.approx(9.5) and not jobs.loc["sub-002", "cpu_exact"]
+    table = cost_table(jobs.reset_index()).set_index("rule")
+    assert table.loc["preprocess", "exact_cpu_jobs"] == 1 and table.loc["all", "exact_cpu_jobs"] == 2
+    assert table.loc["all", "cpu_s"] == pytest.approx(39.25 + 10.125 + 9.5)
+    # without the log folder: Snakemake's samples, as before
+    assert read_benchmarks(root)["cpu_s"].sum() == pytest.approx(33.0)
+
+
+JOB_SCRIPT = """
+import subprocess, sys, time
+from types import SimpleNamespace
+from tissuefate.scripting import run
+
+def work():
+    deadline = time.process_time() + 0.6
+    while time.process_time() < deadline:  # 0.6 CPU s in this process
+        pass
+    # and 0.4 CPU s in a child process, as ANTs or a shell command would use
+    subprocess.run([sys.executable, "-c",
+                    "import time\\nd = time.process_time() + 0.4\\nwhile time.process_time() < d: pass"],
+                   check=True)
+
+run(SimpleNamespace(log=[sys.argv[1]], rulename="preprocess"), work)
+"""
+
+
+def test_every_finished_job_ends_its_log_with_its_exact_cpu_account(tmp_path):
+    """The account is getrusage of the job's process and its children: checked against what the
+    parent sees the job's process tree use (RUSAGE_CHILDREN around it)."""
+    import resource
+    import subprocess
+    import sys
+
+    from tissuefate.reporting.costs import read_accounts
+
+    script, log = tmp_path / "job.py", tmp_path / "sub-001.log"
+    script.write_text(JOB_SCRIPT)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, str(script), str(log)], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    last = log.read_text().splitlines()[-1]
+    assert last.startswith("tissuefate.cost rule=preprocess cpu_s=")
+    account = read_accounts(tmp_path).set_index("job").loc["sub-001"]
+    assert account["cpu_s"] >= 1.0  # the process's 0.6 s and the child's 0.4 s (and start-up)
+    assert used - 0.15 <= account["cpu_s"] <= used  # all but the interpreter's exit
+    assert 5.0 < account["max_rss_mb"] < 2000.0

@@ -84,7 +84,7 @@ rule figures:
 
 
 # What each rule and stage cost in this run, from Snakemake's own benchmark: files (wall s,
-# CPU s, peak RSS). Runs last; its tables are measurements, not results (outside results/).
+# peak RSS) and the jobs' own CPU accounts at the end of their logs (exact; Snakemake samples). Runs last; its tables are measurements, not results (outside results/).
 rule costs:
     input:
         final_outputs,
@@ -103,6 +103,7 @@ rule costs:
         ENV
     params:
         benchmarks=lambda wildcards, output: str(Path(output.rules).parent),
+        logs=LOGS,
     script:
         # The script finds the rule files beside its own folder (workflow/rules): no absolute
         # path in the params, so a moved or copied study does not rerun this rule.

@@ -45,7 +45,7 @@ rule perfusion_accuracy:
     output:
         path(derivatives.perfusion_table(RESULTS)),
     log:
-        f"{LOGS}/qc/perfusion.log",
+        f"{LOGS}/qc/perfusion_accuracy.log",
     benchmark:
         f"{BENCHMARKS}/perfusion_accuracy/perfusion_accuracy.tsv"
     conda:

@@ -67,7 +67,7 @@ rule registration_accuracy:
     output:
         path(derivatives.registration_table(RESULTS)),
     log:
-        f"{LOGS}/qc/registration.log",
+        f"{LOGS}/qc/registration_accuracy.log",
     benchmark:
         f"{BENCHMARKS}/registration_accuracy/registration_accuracy.tsv"
     conda:

@@ -5,4 +5,5 @@ from tissuefate.scripting import run
 
 rules_dir = Path(snakemake.scriptdir).parent / "rules"
 run(snakemake, lambda: rule_costs(snakemake.params.benchmarks, rules_dir,
-                                  snakemake.output.rules, snakemake.output.stages))
+                                  snakemake.output.rules, snakemake.output.stages,
+                                  snakemake.params.logs))

@@ -209,10 +209,11 @@ def figures(per_case_tsv, mismatch_tsv, splits_json, preprocessed, predictions, 
     return written
 
 
-def rule_costs(benchmarks_dir, rules_dir, out_rules, out_stages) -> pd.DataFrame:
+def rule_costs(benchmarks_dir, rules_dir, out_rules, out_stages, logs_dir=None) -> pd.DataFrame:
     """Rule costs: wall s, CPU s and peak RSS per rule and per stage (rule file) from the
-    ``benchmark:`` files below ``benchmarks_dir`` (tissuefate.reporting.costs)."""
-    jobs = read_benchmarks(benchmarks_dir)
+    ``benchmark:`` files below ``benchmarks_dir``, CPU seconds from the jobs' own accounts at
+    the end of their logs below ``logs_dir`` where they have one (tissuefate.reporting.costs)."""
+    jobs = read_benchmarks(benchmarks_dir, logs_dir)
     jobs["stage"] = jobs["rule"].map(rule_stages(rules_dir)).fillna("?")
     by_rule = cost_table(jobs, "rule")
     write_tsv(by_rule, out_rules)
