@@ -120,7 +120,7 @@ def test_a_jobs_own_account_replaces_the_sampled_cpu_time(tmp_path):
 
 JOB_SCRIPT = """
 import subprocess, sys, time
-from types import SimpleNamespace
+from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, ResourceList, Snakemake, Wildcards
 from tissuefate.scripting import run
 
 def work():
@@ -132,7 +132,10 @@ def work():
                     "import time\\nd = time.process_time() + 0.4\\nwhile time.process_time() < d: pass"],
                    check=True)
 
-run(SimpleNamespace(log=[sys.argv[1]], rulename="preprocess"), work)
+# the object Snakemake hands a rule's script (snakemake.iocontainers.Snakemake)
+snakemake = Snakemake(InputFiles(), OutputFiles(), Params(), Wildcards(), 1, ResourceList(), Log([sys.argv[1]]),
+                      {}, "preprocess", None, ".")
+run(snakemake, work)
 """
 
 

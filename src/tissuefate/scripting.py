@@ -48,7 +48,7 @@ def run(snakemake, func: Callable[[], None]) -> None:
         if log_path:
             for handler in handlers:
                 handler.flush()  # the account goes below the job's own lines
-            write_account(log_path, snakemake.rulename)
+            write_account(log_path, snakemake.rule)
     except InputError as err:
         # One line a researcher can act on; Snakemake removes the job's partial outputs.
         logging.getLogger("tissuefate").error("bad input: %s", err)
