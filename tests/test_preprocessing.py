@@ -564,3 +564,51 @@ def test_followup_flair_in_mni_on_the_ci_cohort(simulated_bids, ci_config, ci_pr
     summary = preprocess_participant(lab, simulated_bids, results, ci_config)
     assert summary["flair_session"] is None and LIMITATION_NO_FLAIR in summary["limitations"]
     assert "FLAIR_preproc" not in summary["outputs"] and not derivatives.flair_map(results, lab).exists()
+
+
+IMPORT_PROBE = """
+import json, os, sys
+os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # as the preprocessing job runs it
+if sys.argv[1] == "plain":
+    import ants  # antspyx's own import, every subpackage
+from tissuefate.preprocessing.registration import coregister_rigid, import_ants, set_random_seed
+
+ants = import_ants()
+set_random_seed(20210401)
+loaded = {name: name in sys.modules for name in ("sklearn", "statsmodels.regression.linear_model")}
+tx = coregister_rigid(sys.argv[2], sys.argv[3], sys.argv[4] + "/" + sys.argv[1] + "_")
+params = ants.read_transform(str(tx)).parameters.tolist()
+import statsmodels.api, statsmodels.formula.api
+reachable = [
+    ants.eig_seg.__module__,  # ants.learn, left out of the import, loads on first use
+    ants.crop_image_center.__module__,  # ants.deeplearn likewise
+    ants.learn.__name__,
+    sys.modules["ants.math.quantile"].sm.OLS is statsmodels.api.OLS,  # the stand-ins resolve to
+    sys.modules["ants.math.quantile"].smf.ols is statsmodels.formula.api.ols,  # the real modules
+    callable(ants.image_read(sys.argv[2]).plot),  # ants.plotting's ANTsImage methods are there
+]
+print(json.dumps({"loaded": loaded, "params": params, "reachable": reachable}))
+"""
+
+
+def test_ants_is_imported_without_what_the_pipeline_never_calls_and_registers_the_same(phantom_bids, tmp_path):
+    """import_ants() leaves out ants.learn and ants.deeplearn and defers statsmodels (0.5 CPU s
+    of every preprocessing and prediction job): scikit-learn and statsmodels' models are not
+    loaded, every antspyx name still resolves, and a rigid registration gives the same
+    parameters, bit for bit, as after antspyx's own `import ants`."""
+    import subprocess
+    import sys
+
+    f = _files(phantom_bids)
+    results = {}
+    for mode in ("lean", "plain"):
+        out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, mode, str(f.baseline("b0")), str(f.baseline("CBV")),
+                              str(tmp_path)], capture_output=True, text=True, check=True).stdout
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+    assert results["lean"]["loaded"] == {"sklearn": False, "statsmodels.regression.linear_model": False}
+    assert results["plain"]["loaded"] == {"sklearn": True, "statsmodels.regression.linear_model": True}
+    for mode in ("lean", "plain"):
+        assert results[mode]["reachable"] == ["ants.learn.decomposition", "ants.deeplearn.cropping_and_padding_utilities",
+                                              "ants.learn", True, True, True], mode
+    assert results["lean"]["params"] == results["plain"]["params"]
+    assert any(abs(p) > 1e-3 for p in results["lean"]["params"][:9])  # a real rotation matrix came back

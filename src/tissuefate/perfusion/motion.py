@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tissuefate.preprocessing.registration import RIGID_SETTINGS
+from tissuefate.preprocessing.registration import RIGID_SETTINGS, import_ants
 
 
 def correct_motion(data: np.ndarray, voxel_mm) -> tuple[np.ndarray, list[dict]]:
@@ -25,7 +25,7 @@ def correct_motion(data: np.ndarray, voxel_mm) -> tuple[np.ndarray, list[dict]]:
     (rotations in degrees about x, y, z; translations in mm, ANTs' physical space of the
     array with ``voxel_mm`` spacing) as ``{"frame", "rotation_deg", "translation_mm"}``.
     """
-    import ants  # lazily: only this optional step of the perfusion stage needs it
+    ants = import_ants()  # lazily: only this optional step of the perfusion stage needs it
 
     spacing = tuple(float(z) for z in voxel_mm[:3])
     data = np.asarray(data, dtype=np.float32)

@@ -31,7 +31,7 @@ from tissuefate.io.atomic import atomic_path
 from tissuefate.io.bids import ParticipantFiles, validate_label
 from tissuefate.io.derivatives import SPACE
 from tissuefate.measures import dice, voxel_volume_ml
-from tissuefate.preprocessing.registration import read, write
+from tissuefate.preprocessing.registration import import_ants, read, write
 
 
 class RegistrationQCError(InputError):
@@ -49,7 +49,7 @@ def qc_figure_path(results: str | Path, label: str) -> Path:
 def native_foreground(image: str | Path, out: str | Path) -> Path:
     """The patient's foreground on its native grid: ANTs' mean threshold with morphological
     clean-up (largest component, holes filled). On b1000 DWI that is close to the brain."""
-    import ants
+    ants = import_ants()
 
     return write(ants.get_mask(read(image), cleanup=2), out)
 
@@ -60,8 +60,9 @@ def warp_measures(forward_transform: str | Path, template_mask: str | Path, stri
     ``brain_volume_ratio``: patient / template brain volume from that affine (adult brains
     differ by tens of percent, not by factors); ``nonlinear_p95_mm``: 95th percentile of
     what the affine leaves to SyN (a flipped or wrong image needs tens of mm)."""
-    import ants
     import pandas as pd
+
+    ants = import_ants()
 
     mask = read(template_mask)
     ijk = np.argwhere(mask.numpy() > 0)[::stride]
@@ -81,7 +82,7 @@ def registration_measures(
     template: str | Path, template_mask: str | Path, warped: str | Path, foreground_mni: str | Path, forward_transform: str | Path
 ) -> dict:
     """QC measures of one normalization (see the module docstring)."""
-    import ants
+    ants = import_ants()
 
     tpl, mask, moved = read(template), read(template_mask), read(warped)
     mi = -float(ants.image_similarity(tpl, moved, "MattesMutualInformation", fixed_mask=mask, moving_mask=None))
@@ -212,7 +213,7 @@ def registration_accuracy(label: str, results: str | Path, bids_root: str | Path
       maps to y - y|.
     Raises FileNotFoundError when the truth is absent (real data).
     """
-    import ants
+    ants = import_ants()
 
     label = validate_label(label)
     tp = truth_paths(bids_root, label)

@@ -9,7 +9,10 @@ to MNI with ``[dwi_to_mni.h5]`` and a perfusion map with ``[dwi_to_mni.h5, perf_
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
+import types
 from pathlib import Path
 from typing import Sequence
 
@@ -38,27 +41,89 @@ RIGID_SETTINGS = dict(
 )
 
 
-def _ants():
-    import ants  # imported lazily: 1 s, and only the registration steps need it
+# `import ants` (antspyx 0.6.3) runs every subpackage, and some of them import libraries at
+# module level that the pipeline never calls: ants.learn (eigenanatomy) and ants.math.quantile
+# import statsmodels (for regression helpers), ants.deeplearn imports scikit-learn. That is
+# 0.5 of the 1.7 CPU s of `import ants`, paid again in every preprocessing and prediction job
+# (81 processes in the demo). import_ants() imports antspyx with those two subpackages left out and
+# statsmodels' modules as stand-ins that import the real module on first use; every name stays
+# reachable (ants.eig_seg, ants.learn, `import ants.deeplearn`). Neither subpackage registers
+# methods on ANTsImage (ants.plotting does, and is imported as usual).
+DEFERRED_ANTS_SUBPACKAGES = ("ants.learn", "ants.deeplearn")
+ON_FIRST_USE_DURING_ANTS_IMPORT = ("statsmodels.api", "statsmodels.formula", "statsmodels.formula.api")
 
+
+class _OnFirstUse(types.ModuleType):
+    """Stands in for a module while antspyx imports; the real module is imported when one of
+    its attributes is first used."""
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):  # the import system's probes (__path__, ...) load nothing
+            raise AttributeError(attr)
+        child = f"{self.__name__}.{attr}"
+        stand_in = sys.modules.get(child)
+        if isinstance(stand_in, _OnFirstUse):  # `import statsmodels.formula.api as smf`
+            return stand_in
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def import_ants():
+    """antspyx, imported once per process (lazily: only the registration steps need it) without
+    the subpackages and libraries it never needs here (see above)."""
+    ants = sys.modules.get("ants")
+    if ants is not None:
+        return ants
+    stand_ins: dict[str, types.ModuleType] = {}
+    for name in DEFERRED_ANTS_SUBPACKAGES:  # `from .learn import *` finds an empty module
+        stand_ins[name] = types.ModuleType(name)
+        stand_ins[name].__all__ = []
+    for name in ON_FIRST_USE_DURING_ANTS_IMPORT:
+        stand_ins[name] = _OnFirstUse(name)
+    stand_ins = {name: module for name, module in stand_ins.items() if name not in sys.modules}
+    sys.modules.update(stand_ins)
+    try:
+        import ants
+    finally:  # a later import of any of them is the real one
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    for name in DEFERRED_ANTS_SUBPACKAGES:
+        attr = name.rpartition(".")[2]
+        if name in stand_ins and getattr(ants, attr, None) is stand_ins[name]:
+            delattr(ants, attr)
+
+    def deferred(attr: str):
+        """PEP 562 fallback of the ants module: a left-out subpackage, or one of its names."""
+        if not attr.startswith("__"):
+            for name in DEFERRED_ANTS_SUBPACKAGES:
+                sub = importlib.import_module(name)
+                if attr == name.rpartition(".")[2]:
+                    return sub
+                if hasattr(sub, attr):
+                    return getattr(sub, attr)
+        raise AttributeError(f"module 'ants' has no attribute {attr!r}")
+
+    ants.__getattr__ = deferred
     return ants
 
 
 def set_random_seed(seed: int | None) -> None:
     """Seed ANTs' random metric sampling (antspyx passes it as --random-seed), so a rerun
     gives the same transform up to multithreaded float summation."""
-    ants = _ants()
+    ants = import_ants()
     ants.config._random_seed = None if seed is None else int(seed)  # no public setter without forcing 1 thread
 
 
 def read(path: str | Path):
-    return _ants().image_read(str(path))
+    return import_ants().image_read(str(path))
 
 
 def write(img, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        _ants().image_write(img, str(tmp))
+        import_ants().image_write(img, str(tmp))
     return path
 
 
@@ -98,7 +163,7 @@ def coregister_rigid(
     Returns the ANTs
     ``.mat`` transform that maps ``moving`` onto ``fixed``.
     """
-    ants = _ants()
+    ants = import_ants()
     init = {"identity": "Identity", "center_of_mass": None}[initialization]
     fixed_img, moving_img = read(fixed), read(moving)
     if rank_intensities:
@@ -139,7 +204,7 @@ def normalize_to_template(
     the metric on the brain. Returns the forward composite (native -> MNI, for
     resampling native images into MNI), the inverse composite, and the warped image.
     """
-    ants = _ants()
+    ants = import_ants()
     fixed = read(template)
     fmask = ants.iMath(read(template_mask), "MD", int(template_mask_dilation_vox))
     mmask = read(metric_mask) if metric_mask is not None else None
@@ -171,7 +236,7 @@ def apply_transforms(
     An empty list resamples by the headers alone (the identity). ``time_series``: ``moving``
     is 4D and every volume goes through the same transforms (read once), each resampled
     exactly as alone."""
-    ants = _ants()
+    ants = import_ants()
     ref, mov = read(reference), read(moving)
     if time_series and not transforms:
         raise ValueError("a time series needs at least one transform")
@@ -218,7 +283,7 @@ def lesion_metric_mask(
     (drops scattered noise). Returns the mask path and the excluded volume in mL."""
     from scipy import ndimage
 
-    ants = _ants()
+    ants = import_ants()
     ref = read(reference)
     dwi_img = read(dwi)
     adc_img = read(adc) * float(adc_factor)
