@@ -27,7 +27,8 @@ def job_account() -> tuple[float, float]:
     """
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    return cpu, max(own.ru_maxrss, children.ru_maxrss) / 1024.0  # ru_maxrss is in KiB on Linux
+    per_mb = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # ru_maxrss: bytes on macOS, KiB on Linux
+    return cpu, max(own.ru_maxrss, children.ru_maxrss) / per_mb
 
 
 def write_account(log_path: str | Path, rule: str) -> None:

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from tissuefate.scripting import ACCOUNT_PREFIX
+
 RULE_RE = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
-ACCOUNT_RE = re.compile(r"^tissuefate\.cost rule=(\w+) cpu_s=([0-9.]+) max_rss_mb=([0-9.]+)\s*$", re.MULTILINE)
+ACCOUNT_RE = re.compile(rf"^{re.escape(ACCOUNT_PREFIX)} rule=(\w+) cpu_s=([0-9.]+) max_rss_mb=([0-9.]+)\s*$",
+                        re.MULTILINE)
 
 
 def rule_stages(rules_dir: Path) -> dict[str, str]:
