@@ -19,17 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import time
 from pathlib import Path
 
+from tissuefate.scripting import cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu_s() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def speed_bundle(src: Path, dst: Path, resolution_mm: int, n_folds: int = 5) -> Path:
@@ -99,9 +95,9 @@ def main() -> None:
     maps = PatientMaps.from_bids(bids, args.participant)
     rows = []
     for r in range(args.repeats):
-        load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), _cpu_s()
+        load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
         summary = predict_patient(bundle, maps, out / f"run-{r}", threads=args.threads, exact=args.exact)
-        wall, cpu = time.perf_counter() - wall0, _cpu_s() - cpu0
+        wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
         rt = summary["runtime_s"]
         rows.append((wall, cpu, rt["preprocessing_s"], rt["models_s"], load0, os.getloadavg()[0]))
         n_models = sum(len(m) for m in summary["model"]["members"].values())

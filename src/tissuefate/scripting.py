@@ -16,17 +16,22 @@ from tissuefate.errors import InputError
 ACCOUNT_PREFIX = "tissuefate.cost"
 
 
-def job_account() -> tuple[float, float]:
+def cpu_seconds() -> float:
     """CPU seconds (user + system) this process and its finished children have used since the
-    process started, interpreter start-up and imports included, and the peak resident memory
-    (MB) of the largest of them, from ``getrusage``.
+    process started, interpreter start-up and imports included (``getrusage``)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def job_account() -> tuple[float, float]:
+    """:func:`cpu_seconds`, and the peak resident memory (MB) of the largest of the processes.
 
     Exact, where Snakemake's ``benchmark:`` files sample the job's processes (every 0.5 s for
     the first 15 s, then every 30 s) and miss what a job does after its last sample: a 30 s
     job loses half its CPU time there.
     """
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    cpu = cpu_seconds()
     per_mb = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # ru_maxrss: bytes on macOS, KiB on Linux
     return cpu, max(own.ru_maxrss, children.ru_maxrss) / per_mb
 

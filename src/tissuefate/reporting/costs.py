@@ -97,8 +97,7 @@ def cost_table(jobs: pd.DataFrame, by: str = "rule") -> pd.DataFrame:
     if jobs.empty:
         return pd.DataFrame(columns=[by, "jobs", "wall_s", "median_wall_s", "cpu_s", "cpu_per_wall",
                                      "peak_rss_mb", "exact_cpu_jobs"])
-    exact = jobs["cpu_exact"] if "cpu_exact" in jobs else pd.Series(False, index=jobs.index)
-    jobs = jobs.assign(cpu_exact=exact.astype(int))
+    jobs = jobs.assign(cpu_exact=jobs["cpu_exact"].astype(int))
     grouped = jobs.groupby(by, sort=False)
     table = pd.DataFrame({
         "jobs": grouped.size(),
